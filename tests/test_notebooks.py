@@ -1,0 +1,42 @@
+"""Each notebooks/NN_stage.py has an output-free .ipynb twin with the same cells, and the
+shape the runner relies on: a parameters cell with persona, profile and overrides."""
+import ast
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+from lib.runfiles import STAGES
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def test_every_stage_has_a_notebook_pair():
+    for stage in STAGES:
+        assert (NOTEBOOKS / f"{stage}.py").is_file(), f"notebooks/{stage}.py missing"
+        assert (NOTEBOOKS / f"{stage}.ipynb").is_file(), f"notebooks/{stage}.ipynb missing"
+
+
+@pytest.mark.parametrize("script", sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py")), ids=lambda p: p.stem)
+def test_pair_in_sync_and_output_free(script):
+    from_py = jupytext.read(script)
+    ipynb = nbformat.read(script.with_suffix(".ipynb"), as_version=4)
+    cells = lambda nb: [(c.cell_type, c.source.strip()) for c in nb.cells]
+    assert cells(from_py) == cells(ipynb), \
+        f"{script.name} and its .ipynb differ: run `make notebooks` (jupytext --to ipynb {script})"
+    for cell in ipynb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, f"{script.with_suffix('.ipynb').name} has outputs"
+
+
+@pytest.mark.parametrize("script", sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py")), ids=lambda p: p.stem)
+def test_parameters_cell(script):
+    notebook = jupytext.read(script)
+    tagged = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{script.name}: needs exactly one cell tagged parameters"
+    names = {node.targets[0].id for node in ast.parse(tagged[0].source).body if isinstance(node, ast.Assign)}
+    assert {"persona", "profile", "overrides"} <= names
+    assert notebook.cells[0].cell_type == "markdown", f"{script.name}: opens with a markdown cell"
+    source = script.read_text()
+    assert "sys.exit" not in source and "%run" not in source

@@ -1,0 +1,105 @@
+"""The runner: skip-if-unchanged, FORCE, failed stages, secrets kept out of every output."""
+import json
+import os
+import subprocess
+
+import nbformat
+import pytest
+
+from conftest import PYTHON, ROOT
+from lib.runner import execute_notebook, redact_secrets, resolve_stages
+
+
+def run(env, *args, timeout=600):
+    return subprocess.run([PYTHON, "-m", "lib.runner", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def status_of(result):
+    """{stage: 'ran'|'skipped'} from the runner's closing table."""
+    rows = [line.split() for line in result.stdout.splitlines() if line[:2].isdigit()]
+    return {row[0]: row[1] for row in rows}
+
+
+def test_resolve_stages():
+    assert resolve_stages(["split", "01_scrape"]) == ["01_scrape", "02_split"]
+    assert resolve_stages(["all"])[-1] == "07_evaluate"
+    with pytest.raises(SystemExit, match="unknown stage 'splat'"):
+        resolve_stages(["splat"])
+
+
+@pytest.mark.slow
+def test_skip_if_unchanged_force_and_param_change(run_env, tmp_path):
+    runs = tmp_path / "runs" / "pg"
+    first = run(run_env, "pg", "scrape", "split", "--profile", "smoke")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert status_of(first) == {"01_scrape": "ran", "02_split": "ran"}
+    for stage in ("01_scrape", "02_split"):
+        assert (runs / stage / "metrics.json").is_file()
+        assert (tmp_path / "results" / "pg" / f"{stage}.ipynb").is_file()
+    assert (runs / "02_split" / "train.jsonl").stat().st_size > 0
+
+    second = run(run_env, "pg", "scrape", "split", "--profile", "smoke")
+    assert status_of(second) == {"01_scrape": "skipped", "02_split": "skipped"}
+
+    changed = run(run_env, "pg", "scrape", "split", "--profile", "smoke", "--set", "split.max_tokens=200")
+    assert status_of(changed) == {"01_scrape": "skipped", "02_split": "ran"}
+    assert json.loads((runs / "02_split" / "metrics.json").read_text())["max_chunk_tokens"] <= 200
+
+    forced = run({**run_env, "FORCE": "1"}, "pg", "scrape", "--profile", "smoke")
+    assert status_of(forced) == {"01_scrape": "ran"}
+    # 01 ran again, so 02 is out of date even with the same params
+    after = run(run_env, "pg", "split", "--profile", "smoke", "--set", "split.max_tokens=200")
+    assert status_of(after) == {"02_split": "ran"}
+
+
+@pytest.mark.slow
+def test_failed_stage_keeps_rendered_notebook_and_no_metrics(run_env, tmp_path):
+    assert run(run_env, "trump", "scrape", "--profile", "smoke").returncode == 0
+    # valid params, but more held-out interviews than there are: the stage itself fails
+    result = run(run_env, "trump", "split", "--profile", "smoke", "--set", "split.heldout_count=999")
+    assert result.returncode == 1
+    rendered = tmp_path / "results" / "trump" / "02_split.ipynb"
+    assert f"the rendered notebook shows the error: {rendered}" in result.stderr
+    assert "leaves no documents to train on" in rendered.read_text()
+    assert not (tmp_path / "runs" / "trump" / "02_split" / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_secrets_never_reach_outputs(run_env, tmp_path):
+    secrets = {"HF_TOKEN": "hf_FAKEtokenFAKEtokenFAKEtoken123", "OPENAI_API_KEY": "sk-FAKEkeyFAKEkeyFAKEkey456",
+               "GROQ_API_KEY": "gsk_FAKEgroqFAKEgroqFAKE789"}
+    result = run({**run_env, **secrets}, "trump", "scrape", "split", "--profile", "smoke")
+    assert result.returncode == 0, result.stderr[-3000:]
+    scanned = 0
+    for folder in (tmp_path / "runs", tmp_path / "results"):
+        for path in folder.rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                scanned += 1
+                for value in secrets.values():
+                    assert value.encode() not in data, f"{path} contains a secret"
+    for value in secrets.values():
+        assert value not in result.stdout + result.stderr
+    assert scanned >= 8
+
+
+def test_rendered_notebook_is_redacted_even_when_a_cell_prints_a_secret(tmp_path, monkeypatch):
+    monkeypatch.setenv("MY_API_KEY", "sk-leakyleakyleakyleaky")
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import os; print('key is', os.environ['MY_API_KEY'])")])
+    notebook.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    source = tmp_path / "leak.ipynb"
+    nbformat.write(notebook, source)
+    rendered = tmp_path / "out" / "leak.ipynb"
+    execute_notebook(source, rendered, {"x": 2})
+    text = rendered.read_text()
+    assert "sk-leakyleakyleakyleaky" not in text and "key is ***" in text
+
+
+def test_redact_secrets_counts(tmp_path):
+    path = tmp_path / "f.txt"
+    path.write_text("a SECRET1234 b SECRET1234")
+    assert redact_secrets(path, ["SECRET1234"]) == 2
+    assert path.read_text() == "a *** b ***"
