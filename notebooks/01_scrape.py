@@ -1,0 +1,116 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 scrape — the person's own words, as documents
+# Essays (Paul Graham): crawls `articles.html` and every essay page, politely (one request
+# at a time, a delay, a clear user agent, retries with backoff, a disk cache so a killed
+# crawl resumes and nothing is fetched twice). Interviews (Donald Trump): fetches and parses
+# speaker-labelled transcripts into turns, marking the persona's turns with a params regex.
+# Without network (or with `OFFLINE=1`) it uses the snapshot committed in `data/snapshot/`.
+#
+# Writes `runs/<persona>/01_scrape/documents.jsonl` (id, title, date, source, text and
+# notes, or turns) and `metrics.json`.
+
+# %% tags=["parameters"]
+persona = "pg"    # which params/<persona>.yaml
+profile = "auto"  # auto | cpu | t4 | gpu | smoke
+overrides = ""    # space-separated section.key overrides (SET in make), applied last
+repo_url = "https://github.com/persona-llm/persona-llm"  # fetched when the notebook is opened on its own (Colab/Kaggle)
+
+# %%
+# Setup: find the repository, or fetch it and its requirements when opened on its own in Colab/Kaggle.
+import os, subprocess, sys
+from pathlib import Path
+ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "lib" / "params.py").is_file()), None)
+if ROOT is None:
+    subprocess.run(["git", "clone", "--depth=1", repo_url, "persona-llm"], check=True)
+    ROOT = Path("persona-llm").resolve()
+    subprocess.run([sys.executable, "-m", "lib.environment", "install"], cwd=ROOT, check=True)
+os.chdir(ROOT); sys.path.insert(0, str(ROOT))
+
+from lib.environment import describe_environment
+from lib.params import load_params
+from lib.runfiles import stage_dir, require_stage, write_metrics
+P = load_params(persona, profile, overrides)
+OUT = stage_dir(persona, "01_scrape")
+describe_environment()
+
+# %%
+import collections
+import logging
+
+from lib.runfiles import cache_root, write_jsonl
+from lib.scrape import collect_essays
+from lib.transcripts import collect_interviews
+
+logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", force=True)
+offline = os.environ.get("OFFLINE", "") not in ("", "0")
+S = P["scrape"]
+common = dict(cache_dir=cache_root() / "http" / persona, snapshot_dir=ROOT / S["snapshot_dir"], offline=offline,
+              delay_s=S["delay_s"], user_agent=S["user_agent"], retries=S["retries"], timeout_s=S["timeout_s"],
+              max_documents=S["max_documents"])
+print(f"persona {P['persona']['name']} ({P['persona']['kind']}); offline={offline}")
+
+# %% [markdown]
+# ## Collect
+# Online first; the committed snapshot when the network is unreachable or `OFFLINE=1`.
+# Pages or files that fail to parse are logged and skipped; the rest continue.
+
+# %%
+if P["persona"]["kind"] == "essays":
+    documents, info = collect_essays(base_url=S["base_url"], index_page=S["index_page"], **common)
+else:
+    documents, info = collect_interviews(urls=S["transcript_urls"], persona_regex=P["persona"]["speaker_regex"],
+                                         **common)
+if not documents:
+    raise RuntimeError(f"no documents collected for {persona}: {info}")
+print({k: v for k, v in info.items() if k != "errors"})
+for error in info["errors"][:20]:
+    print("  skipped:", error)
+
+# %% [markdown]
+# ## A look at what came back
+
+# %%
+for doc in documents[:5]:
+    size = len(doc["text"].split()) if doc["kind"] == "essay" else sum(len(t["text"].split()) for t in doc["turns"])
+    print(f"{doc['id']:<28} {str(doc.get('date')):<28} {size:>6} words  {doc['title'][:60]}")
+
+if P["persona"]["kind"] == "essays":
+    sample = documents[0]
+    print(f"\n--- {sample['title']} ({sample['date']}) ---\n{sample['text'][:700]}\n...")
+    print(f"\nnotes kept apart: {sum(bool(d['notes']) for d in documents)} of {len(documents)} essays")
+    words = [len(d["text"].split()) for d in documents]
+else:
+    sample = documents[0]
+    print(f"\n--- {sample['title']} ---")
+    for turn in sample["turns"][:6]:
+        print(f"{'*' if turn['is_persona'] else ' '} {turn['speaker']}: {turn['text'][:160]}")
+    speakers = collections.Counter(t["speaker"] for d in documents for t in d["turns"] if t["is_persona"])
+    print(f"\npersona speaker labels matched: {dict(speakers)}")
+    words = [sum(len(t["text"].split()) for t in d["turns"] if t["is_persona"]) for d in documents]
+
+# %% [markdown]
+# ## Write the documents
+
+# %%
+write_jsonl(OUT / "documents.jsonl", documents)
+metrics = {
+    "documents": len(documents), "mode": info["mode"], "reason": info.get("reason", ""),
+    "fetched": info["fetched"], "cached": info["cached"], "skipped_404": info["skipped_404"],
+    "failed": info["failed"], "parse_failed": info["parse_failed"],
+    "persona_words": sum(words), "median_document_words": sorted(words)[len(words) // 2],
+}
+if P["persona"]["kind"] == "interviews":
+    metrics["persona_turns"] = sum(t["is_persona"] for d in documents for t in d["turns"])
+    metrics["other_turns"] = sum(not t["is_persona"] for d in documents for t in d["turns"])
+write_metrics(OUT, metrics)
+print(metrics)
