@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from lib.params import ParamsError, load_params
-from lib.runfiles import ROOT, STAGES, atomic_write_text, results_root, stage_dir
+from lib.runfiles import ROOT, STAGES, atomic_write_text, results_root, runs_root, stage_dir
 
 NOTEBOOKS = ROOT / "notebooks"
 
@@ -161,6 +161,16 @@ def run_stage(persona: str, stage: str, params: dict, overrides: list[str], forc
     return "ran"
 
 
+def record_timings(persona: str, profile: str, timings: dict) -> None:
+    """Append each stage's wall time to runs/<persona>/timings.jsonl (read by bench/)."""
+    path = runs_root() / persona / "timings.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        for stage, (status, seconds) in timings.items():
+            handle.write(json.dumps({"stage": stage, "status": status, "seconds": round(seconds, 1),
+                                     "profile": profile, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("persona", help="params/<persona>.yaml")
@@ -190,6 +200,7 @@ def main(argv=None) -> int:
             print(f"\nstage {stage} FAILED for persona {args.persona}: {first_line}\n"
                   f"the rendered notebook shows the error: {rendered}", file=sys.stderr)
             return 1
+    record_timings(args.persona, params["run"]["profile"], timings)
     for stage, (status, seconds) in timings.items():
         print(f"{stage:<14} {status:<8} {seconds:8.1f} s")
     return 0

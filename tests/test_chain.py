@@ -1,0 +1,70 @@
+"""The whole chain, 01 ... 07, for both personas on the smoke profile: the same notebooks
+and code path as `make pg-chat`, on a tiny budget, offline, into temporary folders."""
+import json
+import math
+import subprocess
+
+import pytest
+
+from conftest import PYTHON, ROOT
+
+pytestmark = pytest.mark.slow
+STAGES = ("01_scrape", "02_split", "03_completion", "04_qa", "05_chat", "06_quantize", "07_evaluate")
+
+
+@pytest.fixture(scope="module", params=["pg", "trump"])
+def chain(request, tmp_path_factory):
+    persona = request.param
+    tmp = tmp_path_factory.mktemp(f"chain-{persona}")
+    env = {**__import__("os").environ, "RUNS_DIR": str(tmp / "runs"), "RESULTS_DIR": str(tmp / "results"),
+           "OFFLINE": "1"}
+    progress = tmp / "PROGRESS.md"
+    progress.write_text("# Progress log\n")
+    result = subprocess.run([PYTHON, "-m", "lib.runner", persona, "all", "--profile", "smoke",
+                             "--set", f"evaluate.progress_log={progress}"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-6000:]
+    runs = tmp / "runs" / persona
+    metrics = {stage: json.loads((runs / stage / "metrics.json").read_text()) for stage in STAGES}
+    return {"persona": persona, "runs": runs, "results": tmp / "results" / persona, "metrics": metrics,
+            "progress": progress, "stdout": result.stdout}
+
+
+def test_every_stage_rendered_with_metrics(chain):
+    for stage in STAGES:
+        assert (chain["results"] / f"{stage}.ipynb").is_file()
+        assert f"{stage}" in chain["stdout"]
+
+
+def test_completion_stage_trains_padding_free(chain):
+    m = chain["metrics"]["03_completion"]
+    assert m["steps"] >= 4
+    assert m["nonpad_share"] >= 0.97
+    assert math.isfinite(m["eval_ppl_base"]) and math.isfinite(m["eval_ppl_tuned"])
+    assert (chain["runs"] / "03_completion" / "adapter" / "adapter_config.json").is_file()
+
+
+def test_qa_has_all_three_default_sources(chain):
+    by_source = chain["metrics"]["04_qa"]["by_source"]
+    expected = {"identity", "backtranslation"} | ({"interviews"} if chain["persona"] == "trump" else set())
+    assert all(by_source.get(source, 0) > 0 for source in expected), by_source
+    records = [json.loads(line) for line in (chain["runs"] / "04_qa" / "conversations.jsonl").open()]
+    assert records and all(r["messages"][-1]["role"] == "assistant" for r in records)
+
+
+def test_chat_adapter_and_quant_gate(chain):
+    assert (chain["runs"] / "05_chat" / "adapter" / "adapter_config.json").is_file()
+    q = chain["metrics"]["06_quantize"]
+    assert q["gate"]["passed"] is True
+    assert q["quants"]["q8_0"]["kld"] < 0.01
+    assert {"q8_0", "q4_k_m"} <= set(q["quants"])
+    assert (chain["runs"] / "06_quantize" / "Modelfile").is_file()
+
+
+def test_evaluation_report_and_progress_entry(chain):
+    m = chain["metrics"]["07_evaluate"]
+    for measure in ("identity_rate", "style_score", "distinct_2", "tic_rate", "heldout_ppl"):
+        assert measure in m and len(m[measure]) >= 3, measure
+    assert (chain["runs"] / "07_evaluate" / "report.md").is_file()
+    progress = chain["progress"].read_text()
+    assert progress.count("\n## ") >= 1 and "Conclusion" in progress
