@@ -1,0 +1,182 @@
+"""CPU benchmark (`make bench`): stage 03's training path against plain padded batches.
+
+Same model (the embedded SmolLM2-135M-Instruct, fp32, LoRA from the cpu profile), same
+data (the Paul Graham snapshot split as 02 splits it on the cpu profile), same steps and
+batch size. Each measurement runs in its own process (so its peak memory is its own), the
+two setups alternate, and the medians and the ratio of medians are reported: this machine
+is noisy. Also collects the per-stage wall times the runner recorded for the last
+`make pg-chat` (runs/pg/timings.jsonl).
+
+    python -m bench.cpu                    # 3 repeats x 2 setups, 12 steps each
+    python -m bench.cpu --repeats 5 --steps 20
+
+Writes bench/results/cpu-<date>.json and bench/results/README.md (a markdown table).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "bench" / "results"
+SETUPS = {
+    "project": "padding-free batches (lib.train: one row per batch, position_ids restart per chunk)",
+    "padded": "plain padded batches (transformers + peft, pad to the longest chunk of the batch)",
+}
+
+
+def benchmark_examples(params: dict) -> list[dict]:
+    """02's cpu-profile training chunks of the committed Paul Graham snapshot, tokenized."""
+    from lib.models import end_of_text_token, load_tokenizer
+    from lib.scrape import collect_essays
+    from lib.split import split_documents
+    from lib.train import completion_examples
+
+    docs, _ = collect_essays(base_url=params["scrape"]["base_url"], index_page=params["scrape"]["index_page"],
+                             cache_dir=ROOT / ".cache" / "http" / "bench", snapshot_dir=ROOT / params["scrape"]["snapshot_dir"],
+                             offline=True, log=lambda *a: None)
+    tokenizer = load_tokenizer(params["model"]["base"])
+    split = split_documents(docs, tokenizer, max_tokens=params["split"]["max_tokens"], overlap_tokens=0,
+                            heldout_rule=params["split"]["heldout_rule"], heldout_count=params["split"]["heldout_count"],
+                            seed=params["split"]["seed"], end_token=end_of_text_token(tokenizer))
+    examples, _ = completion_examples(tokenizer, split["train"], params["split"]["max_tokens"])
+    return examples
+
+
+def measure_one(setup: str, steps: int, batch_size: int) -> dict:
+    """Train `steps` optimizer steps in this process; tokens/s counts real (non-pad) tokens."""
+    import random
+
+    import torch
+    from transformers import Trainer
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+    from datasets import Dataset
+
+    from lib.params import load_params
+    from lib.train import add_lora, load_base_for_training, training_arguments
+
+    params = load_params("pg", "cpu")
+    train = dict(params["train_completion"], max_steps=steps, batch_size=batch_size, grad_accum=1,
+                 save_steps=10**6, logging_steps=10**6, warmup_steps=0)
+    examples = benchmark_examples(params)
+    random.Random(0).shuffle(examples)
+    examples = examples[: steps * batch_size]
+    torch.manual_seed(0)
+    model, tokenizer = load_base_for_training(params["model"]["base"], params["model"], "hf", params["split"]["max_tokens"])
+    model = add_lora(model, train, "hf", [])
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    collator = DataCollatorForLanguageModeling(pad_token_id=pad_id, padding_free=(setup == "project"))
+    out = ROOT / "bench" / "tmp" / setup
+    args = training_arguments(train, params["model"], out, "hf")
+    args.save_strategy = "no"
+    args.dataloader_drop_last = True
+    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(examples), data_collator=collator)
+    positions = sum(collator(examples[i:i + batch_size])["input_ids"].numel()
+                    for i in range(0, len(examples), batch_size))
+    real = sum(len(e["input_ids"]) for e in examples)
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    return {"setup": setup, "steps": steps, "batch_size": batch_size, "real_tokens": real, "positions": positions,
+            "nonpad_share": round(real / positions, 4), "seconds": round(seconds, 2),
+            "tok_s": round(real / seconds, 1),
+            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+            "torch_threads": torch.get_num_threads()}
+
+
+def run_in_subprocess(setup: str, steps: int, batch_size: int) -> dict:
+    result = subprocess.run([sys.executable, "-m", "bench.cpu", "--one", setup, "--steps", str(steps),
+                             "--batch-size", str(batch_size)], cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"bench {setup} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def last_chain_timings(persona: str = "pg") -> dict:
+    """Per-stage wall seconds of the newest run of each stage in runs/<persona>/timings.jsonl."""
+    path = ROOT / "runs" / persona / "timings.jsonl"
+    if not path.is_file():
+        return {}
+    latest = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if row["status"] == "ran":
+            latest[row["stage"]] = row
+    return latest
+
+
+def markdown_table(report: dict) -> str:
+    lines = ["# Benchmarks", "", f"CPU: {report['machine']}, {report['date']}. Command: `{report['command']}`.", "",
+             "## Stage 03 training: padding-free vs padded batches", "",
+             f"SmolLM2-135M-Instruct fp32 + LoRA r={report['lora_r']}, Paul Graham chunks of at most "
+             f"{report['max_tokens']} tokens, batch {report['batch_size']}, {report['steps']} steps per run, "
+             f"{report['repeats']} runs per setup, alternating, each in its own process.", "",
+             "| setup | median tokens/s | runs (tokens/s) | non-pad share | median peak RSS |", "|---|---|---|---|---|"]
+    for setup, s in report["setups"].items():
+        lines.append(f"| {setup}: {SETUPS[setup]} | {s['median_tok_s']:.0f} | "
+                     f"{', '.join(f'{x:.0f}' for x in s['tok_s'])} | {s['nonpad_share']:.3f} | {s['median_peak_rss_gb']:.2f} GB |")
+    lines += ["", f"Ratio project / padded (median of per-pair ratios): **{report['ratio_project_vs_padded']:.2f}x** "
+              f"(target 1.3x).", ""]
+    if report.get("chain_timings"):
+        lines += ["## `make pg-chat` on the cpu profile, wall time per stage", "", "| stage | seconds | finished |",
+                  "|---|---|---|"]
+        lines += [f"| {stage} | {row['seconds']:.0f} | {row['finished']} |" for stage, row in report["chain_timings"].items()]
+        lines += [f"| total | {sum(r['seconds'] for r in report['chain_timings'].values()):.0f} | |", ""]
+    gpu = sorted(RESULTS.glob("gpu-*.json"))
+    lines += ["## GPU", "", "`python -m bench.gpu` (on a CUDA machine) compares the project's training path, a bare "
+              "unsloth loop and plain transformers + peft QLoRA on a random Llama-3-8B-shaped model. "
+              + (f"Results: {', '.join(p.name for p in gpu)}." if gpu else
+                 "No GPU was available to this project's sessions yet, so no GPU results are committed."), ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--one", choices=SETUPS, help="measure one setup in this process (internal)")
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(measure_one(args.one, args.steps, args.batch_size)))
+        return 0
+    from lib.params import load_params
+
+    params = load_params("pg", "cpu")
+    runs = {setup: [] for setup in SETUPS}
+    for repeat in range(args.repeats):
+        for setup in (SETUPS if repeat % 2 == 0 else reversed(list(SETUPS))):
+            runs[setup].append(run_in_subprocess(setup, args.steps, args.batch_size))
+            print(json.dumps(runs[setup][-1]), flush=True)
+    pair_ratios = [p["tok_s"] / b["tok_s"] for p, b in zip(runs["project"], runs["padded"])]
+    report = {
+        "date": datetime.date.today().isoformat(), "machine": f"{os.cpu_count()} cores",
+        "command": f"python -m bench.cpu --repeats {args.repeats} --steps {args.steps} --batch-size {args.batch_size}",
+        "lora_r": params["train_completion"]["lora_r"], "max_tokens": params["split"]["max_tokens"],
+        "batch_size": args.batch_size, "steps": args.steps, "repeats": args.repeats,
+        "setups": {setup: {"tok_s": [r["tok_s"] for r in rs], "median_tok_s": statistics.median(r["tok_s"] for r in rs),
+                           "nonpad_share": rs[0]["nonpad_share"],
+                           "median_peak_rss_gb": statistics.median(r["peak_rss_gb"] for r in rs), "runs": rs}
+                   for setup, rs in runs.items()},
+        "ratio_project_vs_padded": round(statistics.median(pair_ratios), 3),
+        "chain_timings": last_chain_timings("pg"),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"cpu-{report['date']}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / "README.md").write_text(markdown_table(report))
+    print(f"wrote {out} and {RESULTS / 'README.md'}; project/padded = {report['ratio_project_vs_padded']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

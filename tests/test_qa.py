@@ -1,0 +1,373 @@
+"""Stage 04 (lib/qa.py and notebooks/04_qa): sources, cleaning, and a smoke run of the stage.
+
+Documents are real: tests/fixtures/qa/ (eight Paul Graham essays, three Trump interview
+transcripts; PROVENANCE.md). The generated replies below are real SmolLM2-135M-Instruct
+outputs captured from this stage's prompts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lib import qa
+from lib.params import load_params
+from lib.runfiles import read_json, read_jsonl
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "qa"
+
+
+@pytest.fixture(scope="module")
+def pg_docs():
+    return read_jsonl(FIXTURES / "pg_documents.jsonl")
+
+
+@pytest.fixture(scope="module")
+def trump_docs():
+    return read_jsonl(FIXTURES / "trump_documents.jsonl")
+
+
+def paragraphs_of(doc):
+    return [qa.light_trim(p) for p in doc["text"].split("\n\n")]
+
+
+# ------------------------------------------------------------------ backtranslation passages
+
+def test_essay_passages_are_the_persons_own_paragraphs(pg_docs):
+    passages = qa.backtranslation_passages(pg_docs, 25, 350, 120, 60, 0, 1234)
+    assert len(passages) == 24
+    by_id = {doc["id"]: doc for doc in pg_docs}
+    for passage in passages:
+        words = qa.word_count(passage["text"])
+        assert 25 <= words <= 350
+        own = paragraphs_of(by_id[passage["doc_id"]])
+        assert all(p in own for p in passage["text"].split("\n\n")), "a passage paragraph was rewritten"
+        assert not passage["text"].startswith("Thanks to") and "If you liked this" not in passage["text"]
+    assert "[2]" not in " ".join(p["text"] for p in passages)  # footnote markers trimmed
+    assert {p["doc_id"] for p in passages} == set(by_id)
+
+
+def test_max_passages_takes_a_seeded_sample(pg_docs):
+    first = qa.backtranslation_passages(pg_docs, 25, 350, 120, 60, 5, 7)
+    again = qa.backtranslation_passages(pg_docs, 25, 350, 120, 60, 5, 7)
+    other = qa.backtranslation_passages(pg_docs, 25, 350, 120, 60, 5, 8)
+    assert len(first) == 5 and first == again and first != other
+
+
+def test_light_trim_removes_only_markers():
+    assert qa.light_trim("-- but Donald, they're going to listen? (CROSSTALK) [1]") == "but Donald, they're going to listen?"
+    assert qa.light_trim("It was a great crowd (APPLAUSE) -- really  great.") == "It was a great crowd -- really great."
+
+
+def test_overlong_paragraph_is_cut_at_a_sentence_end():
+    sentence = "This sentence has exactly eight words in it. "
+    doc = {"id": "d", "title": "T", "text": sentence * 10}
+    passages = qa.essay_passages(doc, 10, 30, 20)
+    assert [qa.word_count(p["text"]) for p in passages] == [24]
+    assert passages[0]["text"].endswith("in it.")
+
+
+# ------------------------------------------------------------------ interviews
+
+def test_interview_exchanges_pair_real_questions_with_real_answers(trump_docs):
+    politico = trump_docs[0]
+    exchanges = qa.interview_exchanges(politico, 25, 350, 60)
+    assert len(exchanges) == 30
+    pairs = {e["question"]: e["answer"] for e in exchanges}
+    assert pairs["What are you most proud of in the first six months?"].startswith(
+        "A lot of things. I think I’m proud of the Supreme Court choice.")
+    # "Consumer confidence at a 17-year high." asks nothing, "A lot. A lot." answers nothing
+    assert not any(q.startswith("Consumer confidence") for q in pairs)
+    assert not any(a.startswith("A lot. A lot.") for a in pairs.values())
+    # an interrupted question still counts
+    assert any(q.startswith("If you get the vote") for q in pairs)
+    for e in exchanges:
+        assert qa.word_count(e["answer"]) >= 25 and qa.word_count(e["question"]) <= 60
+
+
+def test_interview_conversations_single_and_multi_turn(trump_docs):
+    records = qa.interview_conversations(trump_docs, 2, 25, 350, 60, "SYSTEM")
+    singles = [r for r in records if len(r["messages"]) == 3]
+    windows = [r for r in records if len(r["messages"]) == 5]
+    assert (len(singles), len(windows)) == (40, 12)
+    for record in records:
+        roles = [m["role"] for m in record["messages"]]
+        assert roles[0] == "system" and record["messages"][0]["content"] == "SYSTEM"
+        assert roles[1:] == ["user", "assistant"] * ((len(roles) - 1) // 2)
+        assert record["source"] == "interviews" and record["doc_id"].startswith("trump-")
+    # a window is two exchanges that follow each other in the transcript
+    turns = qa.merged_turns(trump_docs[0])
+    window = next(r for r in windows if r["doc_id"] == "trump-politico")
+    first_answer = next(i for i, t in enumerate(turns) if t["text"] == window["messages"][2]["content"])
+    assert turns[first_answer + 2]["text"].startswith(window["messages"][4]["content"][:80])
+
+
+def test_interview_monologues_become_passages_but_answered_turns_do_not(trump_docs):
+    passages = qa.backtranslation_passages(trump_docs, 25, 350, 120, 60, 0, 1)
+    answers = {e["answer"] for d in trump_docs for e in qa.interview_exchanges(d, 25, 350, 60)}
+    assert len(passages) == 19
+    assert not {p["text"] for p in passages} & answers
+    assert passages[0]["text"].startswith("Can you believe it? Isn’t that nice.")
+
+
+def test_heldout_documents_are_never_used(pg_docs, trump_docs):
+    documents = pg_docs + trump_docs
+    heldout = ["pg-137", "trump-politico"]
+    usable = qa.training_documents(documents, heldout)
+    assert {d["id"] for d in usable} == {d["id"] for d in documents} - set(heldout)
+    records = qa.interview_conversations(usable, 2, 25, 350, 60, "")
+    passages = qa.backtranslation_passages(usable, 25, 350, 120, 60, 0, 1)
+    assert records and passages
+    text = json.dumps(records) + json.dumps(passages)
+    assert "Write simply" not in text and "pg-137" not in text and "trump-politico" not in text
+    with pytest.raises(ValueError, match="all 2 documents are held out"):
+        qa.training_documents(documents[:2], [d["id"] for d in documents[:2]])
+
+
+def test_bad_documents_are_a_clear_error(pg_docs, trump_docs):
+    qa.check_documents(pg_docs + trump_docs, "docs.jsonl")
+    broken = [dict(pg_docs[0]), dict(trump_docs[0], turns=[{"speaker": "X", "text": "hi"}])]
+    with pytest.raises(ValueError, match=r"docs.jsonl:2: document trump-politico is an interview without 'turns'"):
+        qa.check_documents(broken, "docs.jsonl")
+    with pytest.raises(ValueError, match=r"docs.jsonl:1: document pg-9 has kind 'blog'"):
+        qa.check_documents([dict(pg_docs[0], kind="blog")], "docs.jsonl")
+    with pytest.raises(ValueError, match="docs.jsonl: no documents"):
+        qa.check_documents([], "docs.jsonl")
+
+
+# ------------------------------------------------------------------ identity
+
+@pytest.mark.parametrize("persona", ["pg", "trump"])
+def test_identity_answers_come_from_the_profile_card(persona):
+    params = load_params(persona, "cpu")
+    card, name = params["persona"]["profile_card"], params["persona"]["name"]
+    records = qa.identity_conversations(card, name, 60, 1234, params["persona"]["system_prompt"])
+    pairs = [(r["messages"][1]["content"], r["messages"][2]["content"]) for r in records]
+    assert len(records) == 60 and len(set(pairs)) == 60
+    assert all(r["messages"][0] == {"role": "system", "content": params["persona"]["system_prompt"]} for r in records)
+    answers = dict(pairs)
+    asked = set(answers)
+    assert {"Who are you?", "What's your name?"} & asked
+    for question, answer in pairs:
+        if any(other in question for other in qa.OTHER_PEOPLE):
+            assert answer.startswith("No") and name in answer
+        assert "Pelosi" not in answer and "SmolLM" not in answer
+    every = qa.identity_answers(card, name)
+    assert every["name"][0] == f"I'm {name}."
+    if persona == "trump":
+        assert every["age"][0] == "I was born in 1946, so I turn 80 in 2026."
+        assert every["party"][0] == "I'm a Republican."
+        assert every["born"][0] == "I was born on June 14, 1946, in Queens, New York City."
+        assert "work" in every and "real estate" in every["work"][0]  # no card 'work': known_for used
+    else:
+        assert every["age"][0] == "I was born in 1964, so I turn 62 in 2026."
+        assert every["family"][0] == "I'm married to Jessica Livingston."
+        assert "party" not in every
+    assert qa.unused_card_keys(dict(card, shoe_size="11")) == ["shoe_size"]
+
+
+def test_identity_count_is_capped_by_what_the_card_can_answer():
+    records = qa.identity_conversations({"name": "Ada Lovelace"}, "Ada Lovelace", 10_000, 1, "")
+    questions = {r["messages"][0]["content"] for r in records}
+    assert records[0]["messages"][0]["role"] == "user"  # no system prompt: no system message
+    # name (20 phrasings x 3 distinct answers), about (5 x 1), not_other (3 x 12 people x 3 answers)
+    assert len(records) == 20 * 3 + 5 + 3 * 12 * 3
+    assert "Are you Donald Trump?" in questions
+
+
+# ------------------------------------------------------------------ cleaning
+
+SMOLLM_REPLIES = [  # real replies of SmolLM2-135M-Instruct to backtranslation prompts
+    ("What is it about simple writing that you're so passionate about? The answer to this question lies in the realm",
+     "What is it about simple writing that you're so passionate about?", "ok"),
+    ('The interviewer\'s question: "Why do you think the idea of a small delta is so compelling?"',
+     "Why do you think the idea of a small delta is so compelling?", "ok"),
+    ('I\'d love to dive into the original passage and answer it. Please go ahead and respond with your one-line '
+     'question, "What do you think of Ruby\'s use of syntax?"', "What do you think of Ruby's use of syntax?", "ok"),
+    ("What question? \"Where did you get the idea to play golf?\"", "Where did you get the idea to play golf?", "ok"),
+    ("Sure! Here's a question:\n\n\"How do you decide what to work on?\"", "How do you decide what to work on?", "ok"),
+    ("What, Why or How?", None, "too_vague"),
+    ("What was the question?", None, "about_the_prompt"),
+    ("What's the next question?", None, "about_the_prompt"),
+    ("? How does the weather in Palo Alto affect startups?", "How does the weather in Palo Alto affect startups?", "ok"),
+    ("This passage has a simple yet profound message. What's the main point of this passage?", None, "about_the_prompt"),
+    ("What do you want to know about Donald Trump?", None, "names_the_person"),
+    ("I'm sorry, but I cannot help with that request.", None, "refusal"),
+    ("The answer is that we have a natural inclination to dislike the feeling of being overwhelmed.", None,
+     "about_the_prompt"),
+    ("Startups are hard, and most of them fail in the first year.", None, "not_a_question"),
+    ("   \n ", None, "empty"),
+    (None, None, "empty"),
+    ("Why " + "really " * 70 + "?", None, "too_long"),
+]
+
+
+@pytest.mark.parametrize("raw, expected, reason", SMOLLM_REPLIES)
+def test_clean_question(raw, expected, reason):
+    text, why, _ = qa.clean_question(raw, 60, "Donald Trump")
+    assert (text, why) == (expected, reason)
+
+
+def test_clean_question_reports_what_it_stripped():
+    _, _, flags = qa.clean_question('Sure! Here\'s a question: "Why do startups fail?"', 60)
+    assert flags["preamble"] and flags["quotes"]
+    _, _, flags = qa.clean_question("Why do startups fail?", 60)
+    assert not any(flags.values())
+
+
+def test_clean_answer():
+    assert qa.clean_answer('Sure! Here is my answer: "Ah, my friend, work on what you love."', 3, 50)[:2] == (
+        "Ah, my friend, work on what you love.", "ok")
+    assert qa.clean_answer("As an AI language model, I don't have opinions.", 3, 50)[1] == "refusal"
+    assert qa.clean_answer("word " * 51, 3, 50)[1] == "too_long"
+    assert qa.clean_answer("Yes.", 3, 50)[1] == "too_short"
+
+
+# ------------------------------------------------------------------ tics
+
+LLM_ANSWERS = [  # the kind of text the original attempt produced
+    "Ah, my friend, the secret to a great startup is to build something people want.",
+    "Ah, that's a great question, my friend. Startups are about growth.",
+    "Well, my friend, writing is thinking. Ah, the joy of a clear essay!",
+    "Ah, investors! My dear friend, they follow the founders who are growing.",
+    "Great question! Ah, my friend, hackers and painters are both makers.",
+    "My friend, the best way to get startup ideas is to notice problems.",
+]
+
+
+def test_find_tics_flags_what_the_llm_overuses(pg_docs):
+    real = qa.real_corpus_texts(pg_docs)
+    assert len(real) == 67
+    tics = qa.find_tics(LLM_ANSWERS, real, min_count=3, min_ratio=10.0)
+    flagged = {row["phrase"]: row for row in tics if row["tic"]}
+    assert set(flagged) == {"friend", "ah", "great"}
+    assert (flagged["friend"]["generated_texts"], flagged["friend"]["real_texts"]) == (6, 1)  # "A friend of mine"
+    assert (flagged["ah"]["generated_texts"], flagged["ah"]["real_texts"]) == (5, 0)
+    assert flagged["ah"]["ratio"] == round((5 / 6) / (1 / 68), 1)
+    assert qa.tic_in("Ah, the answer is simple.", tics) == "ah"
+    assert qa.tic_in("Ahead of the curve, my friendly rival.", tics) is None  # token boundaries
+    assert qa.tic_in("How do you decide what to work on?", tics) is None
+    # a phrase the text's own passage contains is grounded, not a tic
+    assert qa.tic_in("What did your friend say?", tics, grounding="A friend of mine said") is None
+
+
+def test_find_tics_needs_min_count_texts(pg_docs):
+    assert qa.find_tics(LLM_ANSWERS[:2], qa.real_corpus_texts(pg_docs), 3, 10.0) == []
+
+
+QUESTIONS_ON_TOPIC = [  # (question, the passage it was written for)
+    ("Why should writing be simple?", "Simple writing is more considerate to readers."),
+    ("How do you keep your writing simple without being boring?", "I write simple writing, and edit it a lot."),
+    ("Why is simple writing better for readers?", "Writing simply keeps readers. Simple writing lasts."),
+    ("What makes writing simple?", "Writing is simple when the words are simple."),
+    ("Why do programmers learn Python?", "Python programmers learn Python because they like to program."),
+    ("Why do smart programmers like Python?", "Smart programmers like Python."),
+    ("Would you hire programmers who know Python?", "Companies should hire programmers who know Python."),
+]
+
+
+def test_topic_words_grounded_in_their_passage_are_not_tics(pg_docs):
+    real = qa.real_corpus_texts(pg_docs)
+    questions = [q for q, _ in QUESTIONS_ON_TOPIC]
+    ungrounded = {row["phrase"]: row for row in qa.find_tics(questions, real, 3, 5.0)}
+    # short questions packed with topic words look over-represented next to long paragraphs
+    assert [p for p, row in ungrounded.items() if row["tic"]] == ["simple", "programmers"]
+    assert (ungrounded["simple"]["generated_texts"], ungrounded["simple"]["real_texts"]) == (4, 3)
+    assert not ungrounded["writing"]["tic"] and ungrounded["writing"]["real_texts"] == 15
+    grounded = qa.find_tics(questions, real, 3, 5.0, grounding=[p for _, p in QUESTIONS_ON_TOPIC])
+    assert grounded == []
+
+
+# ------------------------------------------------------------------ near duplicates
+
+def conv(question, n_turns=1):
+    return qa.conversation([(question, "answer")] * n_turns, "backtranslation", "")
+
+
+def test_near_duplicates_keep_the_first():
+    records = [conv("What is the best way to start a startup?"), conv("What's the best way to start a startup?"),
+               conv("What is the best way to start a startup"), conv("Why do startups fail?"),
+               conv("What is the best way to start a startup?", n_turns=2)]
+    kept, removed = qa.remove_near_duplicates(records, 0.8)
+    assert [qa.question_text(r) for r in kept] == [
+        "What is the best way to start a startup?", "What's the best way to start a startup?",
+        "Why do startups fail?", qa.question_text(records[4])]
+    assert [(a["messages"][0]["content"], b["messages"][0]["content"]) for a, b in removed] == [
+        ("What is the best way to start a startup", "What is the best way to start a startup?")]
+
+
+def test_generated_questions_that_duplicate_identity_questions_go():
+    identity = qa.identity_conversations({"name": "Paul Graham"}, "Paul Graham", 30, 1, "")
+    records = [conv("What is your name?"), conv("What is your name"), conv("Why do startups fail?")]
+    kept, removed = qa.remove_near_duplicates(records, 0.8, reference=identity)
+    assert [qa.question_text(r) for r in kept] == ["Why do startups fail?"]
+    assert [qa.question_text(twin) for _, twin in removed] == ["What is your name?", "What is your name?"]
+    assert all(twin["source"] == "identity" for _, twin in removed)
+
+
+def test_near_duplicates_match_brute_force(trump_docs):
+    """The prefix-filtered search finds exactly what comparing every pair finds."""
+    questions = [e["question"] for d in trump_docs for e in qa.interview_exchanges(d, 1, 350, 60)]
+    rng = random.Random(3)
+    variants = [" ".join(w for w in q.split() if rng.random() > 0.15) for q in questions[:40]]
+    records = [conv(q) for q in questions + variants]
+    for threshold in (0.5, 0.8):
+        kept, _ = qa.remove_near_duplicates(records, threshold)
+        brute = []
+        for record in records:
+            words = qa.normalized_words(qa.question_text(record))
+            if not any(len(words & o) / len(words | o) >= threshold
+                       for o in (qa.normalized_words(qa.question_text(k)) for k in brute)):
+                brute.append(record)
+        assert kept == brute
+        assert len(kept) < len(records)
+
+
+# ------------------------------------------------------------------ the stage, end to end
+
+def test_stage_smoke_run_and_rerun(tmp_path):
+    """notebooks/04_qa on the smoke profile for trump (all three default sources) with the
+    real embedded llama.cpp server; a second run sends no request to the server."""
+    runs = tmp_path / "runs"
+    docs = read_jsonl(FIXTURES / "trump_documents.jsonl")
+    scrape = runs / "trump" / "01_scrape"
+    split = runs / "trump" / "02_split"
+    scrape.mkdir(parents=True)
+    split.mkdir(parents=True)
+    (scrape / "documents.jsonl").write_text((FIXTURES / "trump_documents.jsonl").read_text())
+    (scrape / "metrics.json").write_text("{}")
+    (split / "split.json").write_text(json.dumps(
+        {"train_ids": [d["id"] for d in docs[:2]], "heldout_ids": ["trump-wwe"], "rule": "test"}))
+    (split / "metrics.json").write_text("{}")
+    env = dict(os.environ, RUNS_DIR=str(runs), RESULTS_DIR=str(tmp_path / "results"))
+    command = [sys.executable, "-m", "lib.runner", "trump", "04_qa", "--profile", "smoke", "--force"]
+    for run in (1, 2):
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        out = runs / "trump" / "04_qa"
+        metrics = read_json(out / "metrics.json")
+        if run == 1:
+            first = metrics
+            log_posts = (out / "llama_server.log").read_text().count("POST /v1/chat/completions")
+            assert log_posts == metrics["requests"]["requests"] == 6
+    records = read_jsonl(out / "conversations.jsonl")
+    assert metrics["requests"] == {"requests": 6, "answered": 6, "from_cache": 6, "failed": 0}
+    assert (out / "llama_server.log").read_text().count("POST /v1/chat/completions") == 6
+    assert metrics["by_source"] == first["by_source"]
+    assert metrics["by_source"]["interviews"] > 20 and metrics["by_source"]["identity"] == 6
+    assert metrics["by_source"]["backtranslation"] >= 1
+    assert metrics["heldout_excluded"] == ["trump-wwe"]
+    assert len(records) == metrics["conversations"] == sum(metrics["by_source"].values())
+    system = load_params("trump", "smoke")["persona"]["system_prompt"]
+    assert all(r["messages"][0] == {"role": "system", "content": system} for r in records)
+    assert "I will kick your ass" not in json.dumps(records)  # from the held-out interview
+    rendered = json.loads((tmp_path / "results" / "trump" / "04_qa.ipynb").read_text())
+    shown = "".join(str(o.get("text", "")) for c in rendered["cells"] for o in c.get("outputs", []))
+    for source in ("backtranslation", "interviews", "identity"):
+        assert f"=== {source}" in shown
