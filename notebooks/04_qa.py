@@ -27,7 +27,7 @@
 # %% tags=["parameters"]
 persona = "pg"    # which params/<persona>.yaml
 profile = "auto"  # auto | cpu | t4 | gpu | smoke
-overrides = ""    # section.key=value overrides, space-separated, applied last
+overrides = ""    # space-separated section.key overrides (SET in make), applied last
 repo_url = "https://github.com/persona-llm/persona-llm"  # fetched when the notebook is opened on its own (Colab/Kaggle)
 
 # %%
