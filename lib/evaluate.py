@@ -1,0 +1,552 @@
+"""07 evaluate: run every system on the same prompts and seeds, and measure the answers.
+
+Systems: the base model prompted to be the persona (the original project's baseline), the
+completion-tuned model (03), the chat-tuned model (03 + 05), and the chat model's GGUF quants
+from 06 run by llama.cpp. Prompts, all with persona.system_prompt as the system message:
+
+- identity: phrasings of "who are you?" (data/eval/identity_probes.json, none of them among
+  04's training phrasings), answered as the persona or not (lib.style_metrics.identity_verdict);
+- questions: the persona's fixed questions (evaluate.questions_file; for pg the original
+  project's five), shown side by side;
+- knowledge (interview personas): real interviewer questions from held-out interviews, the
+  answers scored against the person's real answers (ROUGE-L);
+- title (essay personas): essays written from held-out titles. The completion model gets the
+  document header it was trained on; chat systems are asked for the essay. Scored for overlap
+  with the real essay's opening (ROUGE-L).
+
+Every answer is appended to runs/<p>/07_evaluate/answers/<system>.jsonl as it is made, keyed
+by a hash of the system's files, the prompt, the seed and the sampling settings, so a killed
+run resumes where it stopped and a changed model or prompt is answered again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lib import qa
+from lib.runfiles import ROOT, read_json
+from lib.split import document_header, split_paragraphs
+from lib.style_metrics import (delta_profile, distinct_n, find_tics, identity_verdict, repeated_ngram_rate,
+                               rouge_l, style_scores, tic_rate)
+
+IDENTITY_PROBES_FILE = ROOT / "data" / "eval" / "identity_probes.json"
+BASELINE = "base_prompted"
+NOT_A_QUANT = ("adapter", "lora", "imatrix")  # other .gguf files 06 may write
+
+# ---------------------------------------------------------------- inputs
+
+
+def read_questions(path: Path) -> list[str]:
+    """The questions of an evaluation file {"questions": ["...", ...]}."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: questions file not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON: {err}") from None
+    questions = data.get("questions") if isinstance(data, dict) else None
+    if not isinstance(questions, list) or not questions or not all(isinstance(q, str) and q.strip() for q in questions):
+        raise ValueError(f'{path}: expected {{"questions": ["...", ...]}} with at least one non-empty question')
+    return [q.strip() for q in questions]
+
+
+def identity_probes(count: int, path: Path = IDENTITY_PROBES_FILE) -> list[str]:
+    """The first `count` identity phrasings of data/eval/identity_probes.json."""
+    probes = read_questions(path)
+    if count > len(probes):
+        raise ValueError(f"{path}: evaluate.identity_phrasings={count}, but the file has {len(probes)} phrasings")
+    return probes[:count]
+
+
+def persona_text(doc: dict) -> str:
+    """What the person wrote or said in a document: an essay's text, or their interview
+    turns (paragraphs separated by a blank line)."""
+    if doc.get("kind") == "interview":
+        return "\n\n".join(t["text"].strip() for t in doc.get("turns") or [] if t.get("is_persona") and t.get("text"))
+    return doc.get("text") or ""
+
+
+def reference_and_own_text(heldout_docs: list[dict]) -> tuple[str, str]:
+    """The held-out persona text split in two by alternate paragraphs: the reference that
+    systems are scored against, and the person's own text scored against it (the style ceiling)."""
+    parts = [p for doc in heldout_docs for p in split_paragraphs(persona_text(doc))]
+    if len(parts) < 2:
+        raise ValueError(f"held-out documents {[d['id'] for d in heldout_docs]} have {len(parts)} paragraph(s) "
+                         "of the persona's text; need at least 2")
+    return "\n\n".join(parts[0::2]), "\n\n".join(parts[1::2])
+
+
+def knowledge_exchanges(heldout_docs: list[dict], count: int, min_answer_words: int = 25,
+                        max_answer_words: int = 150) -> list[dict]:
+    """Up to `count` real question -> answer exchanges from held-out interviews (04's rules for
+    what is a real question and an answer), taken round-robin across the interviews."""
+    per_doc = [[dict(e, doc_id=doc["id"]) for e in qa.interview_exchanges(doc, min_answer_words, max_answer_words, 60)]
+               for doc in heldout_docs if doc.get("kind") == "interview"]
+    chosen = []
+    for rank in range(max((len(x) for x in per_doc), default=0)):
+        chosen += [exchanges[rank] for exchanges in per_doc if rank < len(exchanges)]
+    return chosen[:count]
+
+
+def build_prompts(heldout_docs: list[dict], questions: list[str], ev: dict) -> list[dict]:
+    """Every prompt of the evaluation, the same for every system:
+    {"task", "id", "question", "header" (title task only), "reference" (knowledge/title), "max_new_tokens"}."""
+    short = ev["identity_max_new_tokens"]
+    prompts = [{"task": "identity", "id": f"identity-{i:02d}", "question": q, "max_new_tokens": short}
+               for i, q in enumerate(identity_probes(ev["identity_phrasings"]))]
+    prompts += [{"task": "questions", "id": f"question-{i:02d}", "question": q, "max_new_tokens": ev["max_new_tokens"]}
+                for i, q in enumerate(questions)]
+    essays = [doc for doc in heldout_docs if doc.get("kind") != "interview"]
+    for doc in essays[:ev["essay_titles"]]:
+        prompts.append({"task": "title", "id": f"title-{doc['id']}", "question": f'Write your essay "{doc["title"]}".',
+                        "header": document_header(doc), "reference": doc["text"], "max_new_tokens": ev["max_new_tokens"]})
+    for i, ex in enumerate(knowledge_exchanges(heldout_docs, ev["interview_questions"])):
+        prompts.append({"task": "knowledge", "id": f"knowledge-{ex['doc_id']}-{ex['index']}", "question": ex["question"],
+                        "reference": ex["answer"], "max_new_tokens": ev["max_new_tokens"]})
+    return prompts
+
+
+# ---------------------------------------------------------------- systems
+
+
+@dataclass
+class System:
+    """One model under evaluation: transformers (a base + LoRA adapters), or a GGUF file (whose
+    base and adapters then only say where its transformers tokenizer lives). base: a model
+    folder used instead of params model.base (05's completion-merged base for the chat model)."""
+    name: str
+    adapters: list[Path] = field(default_factory=list)
+    gguf: Path | None = None
+    base: str | None = None
+    writes_from_headers: bool = False  # the completion model: titles come as document headers
+
+    def base_model(self, params_base: str) -> str:
+        return self.base or params_base
+
+    def fingerprint(self, params_base: str) -> str:
+        """Changes when the model files change (size and modification time of each)."""
+        if self.gguf:
+            files = [self.gguf]
+        else:
+            files = [a / name for a in self.adapters for name in ("adapter_model.safetensors", "adapter_model.bin")]
+            files += sorted(Path(self.base).glob("*.safetensors")) if self.base else []
+        stamp = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
+        return json.dumps({"name": self.name, "base": None if self.gguf else self.base_model(params_base),
+                           "files": stamp})
+
+
+def find_quant(quant_dir: Path, level: str) -> Path:
+    """The GGUF of one quant level in 06's folder (e.g. ...-q4_k_m.gguf), never the adapter or
+    imatrix files."""
+    found = [p for p in sorted(Path(quant_dir).glob("*.gguf"))
+             if re.search(rf"(^|[-_.]){re.escape(level)}$", p.stem, re.I)
+             and not any(word in p.stem.lower() for word in NOT_A_QUANT)]
+    if len(found) != 1:
+        listing = ", ".join(p.name for p in sorted(Path(quant_dir).glob("*.gguf"))) or "no .gguf files"
+        raise FileNotFoundError(f"{quant_dir}: expected one {level} GGUF (evaluate.gguf_levels), found "
+                                f"{len(found)} (the folder has: {listing})")
+    return found[0]
+
+
+def find_systems(completion_dir: Path, chat_dir: Path, quant_dir: Path, gguf_levels: list[str]) -> list[System]:
+    """The systems of a finished chain, from the folders of 03, 05 and 06. The chat model is
+    05's base/ (the base with 03's adapter merged in 16 bit) + 05's adapter/, as 05 trained it."""
+    completion, chat, chat_base = Path(completion_dir) / "adapter", Path(chat_dir) / "adapter", Path(chat_dir) / "base"
+    for adapter in (completion, chat):
+        if not (adapter / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"{adapter}: no LoRA adapter (adapter_config.json); run its stage first")
+    if not (chat_base / "config.json").is_file():
+        raise FileNotFoundError(f"{chat_base}: no merged completion model (config.json); run 05_chat first")
+    chat_system = {"adapters": [chat], "base": str(chat_base)}
+    systems = [System(BASELINE), System("completion", [completion], writes_from_headers=True),
+               System("chat", **chat_system)]
+    systems += [System(f"gguf_{level}", gguf=find_quant(quant_dir, level), **chat_system) for level in gguf_levels]
+    return systems
+
+
+# ---------------------------------------------------------------- answers cache
+
+
+def answer_key(system_fingerprint: str, prompt: dict, seed: int, sampling: dict, system_prompt: str) -> str:
+    payload = {"system": system_fingerprint, "task": prompt["task"], "id": prompt["id"],
+               "question": prompt["question"], "header": prompt.get("header"), "seed": seed,
+               "max_new_tokens": prompt["max_new_tokens"], "sampling": sampling, "system_prompt": system_prompt}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def read_answer_cache(path: Path) -> dict[str, dict]:
+    """key -> answer record of an answers file; a last line cut short by a kill is ignored."""
+    cache = {}
+    if not Path(path).is_file():
+        return cache
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise ValueError(f"{path}:{number}: not valid JSON (delete the file to answer again)") from None
+        cache[record["key"]] = record
+    return cache
+
+
+def append_answers(path: Path, records: list[dict]) -> None:
+    """Append records and flush them to disk, so a kill loses at most the batch in flight. A
+    last line cut short by an earlier kill is dropped first."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file() and path.stat().st_size:
+        with open(path, "r+b") as handle:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                handle.seek(0)
+                handle.truncate(handle.read().rfind(b"\n") + 1)
+    with open(path, "a", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+# ---------------------------------------------------------------- generation and perplexity
+
+
+def plain_chat_prompt(question: str, system_prompt: str) -> str:
+    """A transcript-style prompt for a model without a chat template (a base model)."""
+    return f"{system_prompt}\n\nUser: {question}\nAssistant:" if system_prompt else f"User: {question}\nAssistant:"
+
+
+def transformers_prompt(tokenizer, prompt: dict, system: System, system_prompt: str) -> str:
+    """What the transformers system is given: the document header for the completion model's
+    title round trip, else the question in the model's chat template with the system prompt."""
+    from lib.chat_template import chat_prompt
+
+    if prompt["task"] == "title" and system.writes_from_headers:
+        return prompt["header"]
+    if not tokenizer.chat_template:
+        return plain_chat_prompt(prompt["question"], system_prompt)
+    return chat_prompt(tokenizer, prompt["question"], system_prompt)
+
+
+def group_seed(seed: int, ids: list[str]) -> int:
+    """A sampling seed for one group of prompts that depends only on the seed and the group's
+    prompts, so a group answered after a resume samples as in an uninterrupted run."""
+    return int(hashlib.sha256(json.dumps([seed, ids]).encode()).hexdigest()[:8], 16)
+
+
+def answer_with_transformers(model, tokenizer, system: System, todo: list[tuple[dict, int, str]], params: dict,
+                             out_path: Path, progress) -> None:
+    """Answer (prompt, seed, key) items. Items are grouped by seed, task and length and
+    generated in batches of evaluate.batch_size; each finished group is appended to out_path."""
+    from lib.models import generate_texts
+
+    ev, system_prompt = params["evaluate"], params["persona"]["system_prompt"]
+    groups: dict[tuple, list] = {}
+    for prompt, seed, key in todo:
+        from_header = prompt["task"] == "title" and system.writes_from_headers
+        groups.setdefault((seed, prompt["task"], prompt["max_new_tokens"], from_header), []).append((prompt, key))
+    for (seed, task, max_new_tokens, from_header), items in groups.items():
+        texts = generate_texts(
+            model, tokenizer, [transformers_prompt(tokenizer, p, system, system_prompt) for p, _ in items],
+            max_new_tokens, temperature=ev["temperature"], top_p=ev["top_p"],
+            repetition_penalty=ev["repetition_penalty"], seed=group_seed(seed, [p["id"] for p, _ in items]),
+            batch_size=ev["batch_size"], add_special_tokens=from_header, desc=f"{system.name} {task} seed {seed}")
+        if from_header:  # a completion model does not stop at the end of a document: cut at the next one's header
+            texts = [text.split("\nTitle: ")[0].strip() for text in texts]
+        append_answers(out_path, [answer_record(system, p, seed, key, text) for (p, key), text in zip(items, texts)])
+        progress.update(len(items))
+
+
+def answer_with_gguf(llm, system: System, todo: list[tuple[dict, int, str]], params: dict, out_path: Path,
+                     progress) -> None:
+    """Answer (prompt, seed, key) items with llama.cpp and the GGUF's own chat template, each
+    appended to out_path as it finishes; sampling as for transformers (top_k 50 and no min_p,
+    transformers' defaults)."""
+    ev, system_prompt = params["evaluate"], params["persona"]["system_prompt"]
+    for prompt, seed, key in todo:
+        messages = ([{"role": "system", "content": system_prompt}] if system_prompt else [])
+        messages.append({"role": "user", "content": prompt["question"]})
+        reply = llm.create_chat_completion(
+            messages, max_tokens=prompt["max_new_tokens"], temperature=ev["temperature"], top_p=ev["top_p"],
+            top_k=50, min_p=0.0, repeat_penalty=ev["repetition_penalty"], seed=seed)
+        text = (reply["choices"][0]["message"]["content"] or "").strip()
+        append_answers(out_path, [answer_record(system, prompt, seed, key, text)])
+        progress.update(1)
+
+
+def answer_record(system: System, prompt: dict, seed: int, key: str, answer: str) -> dict:
+    return {"key": key, "system": system.name, "task": prompt["task"], "id": prompt["id"], "seed": seed,
+            "question": prompt["question"], "answer": answer}
+
+
+def gguf_perplexity(llm, token_lists: list[list[int]]) -> float:
+    """exp(mean next-token loss) of token sequences under a llama.cpp model opened with
+    logits_all=True and a context that fits the longest sequence."""
+    import numpy as np
+
+    from lib.quant_gate import log_softmax
+
+    if not token_lists:
+        raise ValueError("gguf_perplexity of no texts")
+    total_nll, total_tokens = 0.0, 0
+    for tokens in token_lists:
+        llm.reset()
+        llm.eval(tokens)
+        logprobs = log_softmax(np.asarray(llm.scores[:len(tokens) - 1], dtype=np.float64))
+        total_nll -= float(logprobs[np.arange(len(tokens) - 1), tokens[1:]].sum())
+        total_tokens += len(tokens) - 1
+    return math.exp(total_nll / total_tokens)
+
+
+def run_system(system: System, prompts: list[dict], ppl_texts: list[str], params: dict, answers_dir: Path) -> dict:
+    """One system's answers to every prompt x seed (in prompt order) and its perplexity on the
+    held-out texts: {"answers": [...], "heldout_ppl": x} (None without texts).
+
+    Answers already in answers/<system>.jsonl (same model files, prompt, seed and sampling)
+    are reused; the rest are generated (progress bar) and appended as they finish. The
+    perplexity is kept in answers/<system>.ppl.json the same way. The model is loaded once,
+    and only when something is missing. GGUF systems are scored on the token ids of their
+    transformers tokenizer (the chat adapter's), so every system sees the same tokens.
+    """
+    from tqdm.auto import tqdm
+    from transformers import AutoTokenizer
+
+    from lib.models import load_with_adapters, perplexity, tokenizer_folder
+    from lib.quant_gate import load_llama
+    from lib.runfiles import write_json
+
+    ev, system_prompt = params["evaluate"], params["persona"]["system_prompt"]
+    base = system.base_model(params["model"]["base"])
+    sampling = {k: ev[k] for k in ("temperature", "top_p", "repetition_penalty")}
+    fingerprint = system.fingerprint(params["model"]["base"])
+    out_path = Path(answers_dir) / f"{system.name}.jsonl"
+    ppl_path = Path(answers_dir) / f"{system.name}.ppl.json"
+    cache = read_answer_cache(out_path)
+    wanted = [(prompt, seed, answer_key(fingerprint, prompt, seed, sampling, system_prompt))
+              for seed in ev["seeds"] for prompt in prompts]
+    todo = [item for item in wanted if item[2] not in cache]
+    ppl_key = hashlib.sha256(json.dumps([fingerprint, ppl_texts]).encode()).hexdigest()[:24]
+    ppl = read_json(ppl_path).get(ppl_key) if ppl_path.is_file() else None
+    if todo or (ppl is None and ppl_texts):
+        with tqdm(total=len(wanted), initial=len(wanted) - len(todo), desc=f"answers {system.name}") as progress:
+            if system.gguf:
+                tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(base, system.adapters))
+                token_lists = [tokenizer(text)["input_ids"] for text in ppl_texts]
+                n_ctx = max([ev["gguf_n_ctx"]] + [len(t) for t in token_lists])
+                llm = load_llama(str(system.gguf), n_ctx=n_ctx, logits_all=ppl is None and bool(ppl_texts))
+                try:
+                    answer_with_gguf(llm, system, todo, params, out_path, progress)
+                    ppl = gguf_perplexity(llm, token_lists) if ppl_texts else None
+                finally:
+                    llm.close()
+            else:
+                model, tokenizer = load_with_adapters(base, system.adapters, params["model"])
+                answer_with_transformers(model, tokenizer, system, todo, params, out_path, progress)
+                ppl = perplexity(model, tokenizer, ppl_texts, desc=f"perplexity {system.name}") if ppl_texts else None
+                del model
+        if ppl is not None:
+            write_json(ppl_path, {ppl_key: ppl})
+        cache = read_answer_cache(out_path)
+    return {"answers": [cache[key] for _, _, key in wanted], "heldout_ppl": ppl}
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def identity_scores(answers: list[dict], persona_name: str) -> tuple[float, list[dict]]:
+    """(share of identity answers that answer as the persona, the verdict per answer)."""
+    judged = [dict(a, **identity_verdict(a["answer"], persona_name)) for a in answers if a["task"] == "identity"]
+    if not judged:
+        raise ValueError("no identity answers to score")
+    return sum(j["ok"] for j in judged) / len(judged), judged
+
+
+def overlap_scores(answers: list[dict], prompts: list[dict]) -> dict[str, float | None]:
+    """Mean ROUGE-L F1 per task against the real text: knowledge answers against the person's
+    real answers; title essays against the real essay's opening of the same length."""
+    references = {p["id"]: p["reference"] for p in prompts if p.get("reference")}
+    by_task: dict[str, list[float]] = {"knowledge": [], "title": []}
+    for a in answers:
+        if a["task"] not in by_task:
+            continue
+        reference = references[a["id"]]
+        if a["task"] == "title":
+            reference = " ".join(reference.split()[:max(len(a["answer"].split()), 50)])
+        by_task[a["task"]].append(rouge_l(a["answer"], reference))
+    return {task: (sum(v) / len(v) if v else None) for task, v in by_task.items()}
+
+
+def style_texts(answers: list[dict]) -> list[str]:
+    """The answers in the person's voice that style and degeneration are measured on: every
+    answer except the identity probes (whose short self-introductions are scored on their own)."""
+    return [a["answer"] for a in answers if a["task"] != "identity" and a["answer"].strip()]
+
+
+def score_systems(answers: dict[str, list[dict]], prompts: list[dict], heldout_docs: list[dict],
+                  train_docs: list[dict], persona_name: str) -> dict:
+    """All measures, per system (and for the person's own held-out text where it applies):
+    identity_rate, style_score (+ delta, char_sim and their scores), distinct_2,
+    repeated_3gram_rate, tic_rate and tics, knowledge_rouge_l, title_rouge_l, and
+    title_style_score (the style of the title round trip's essays alone)."""
+    reference, own = reference_and_own_text(heldout_docs)
+    profile = delta_profile([persona_text(d) for d in train_docs])
+    real_corpus = qa.real_corpus_texts(train_docs)
+    texts = {name: style_texts(a) for name, a in answers.items()}
+    empty = [name for name, t in texts.items() if not t]
+    if empty:
+        raise ValueError(f"systems {empty} produced only empty answers; nothing to measure style on")
+    style = style_scores({name: "\n\n".join(t) for name, t in texts.items()}, reference, own, BASELINE, profile)
+    own_pieces = split_paragraphs(own)
+    name_words = tuple(persona_name.split())
+    metrics = {key: {} for key in ("identity_rate", "style_score", "delta", "char_sim", "delta_score", "char_score",
+                                   "style_words", "distinct_2", "repeated_3gram_rate", "tic_rate", "tics",
+                                   "knowledge_rouge_l", "title_rouge_l", "title_style_score")}
+    for name, system_texts in list(texts.items()) + [("own_text", own_pieces)]:
+        tics = find_tics(system_texts, real_corpus, ignore=name_words)
+        metrics["tic_rate"][name] = tic_rate(system_texts, tics)
+        metrics["tics"][name] = [t["phrase"] for t in tics][:10]
+        metrics["distinct_2"][name] = distinct_n(system_texts, 2)
+        metrics["repeated_3gram_rate"][name] = repeated_ngram_rate(system_texts, 3)
+        for key in ("style_score", "delta", "char_sim", "delta_score", "char_score"):
+            metrics[key][name] = style[name][key]
+        metrics["style_words"][name] = style[name]["words"]
+    for name, system_answers in answers.items():
+        metrics["identity_rate"][name] = identity_scores(system_answers, persona_name)[0]
+        overlap = overlap_scores(system_answers, prompts)
+        metrics["knowledge_rouge_l"][name] = overlap["knowledge"]
+        metrics["title_rouge_l"][name] = overlap["title"]
+    essays = {name: "\n\n".join(a["answer"] for a in system_answers if a["task"] == "title")
+              for name, system_answers in answers.items()}
+    if all(text.split() for text in essays.values()):
+        essay_style = style_scores(essays, reference, own, BASELINE, profile)
+        metrics["title_style_score"] = {name: essay_style[name]["style_score"] for name in [*essays, "own_text"]}
+    return metrics
+
+
+# ---------------------------------------------------------------- report
+
+STABLE_STYLE_WORDS = 500  # on real essays, held-out vs other essays vs Trump separate reliably from ~1000 words
+# (metrics key, label, which way is better) in the order tables and charts show them
+MEASURES = [
+    ("identity_rate", "identity rate", "higher"),
+    ("style_score", "style score (0 = baseline, 1 = own text)", "higher"),
+    ("knowledge_rouge_l", "knowledge ROUGE-L", "higher"),
+    ("title_rouge_l", "title round trip ROUGE-L", "higher"),
+    ("title_style_score", "title round trip style score", "higher"),
+    ("distinct_2", "distinct-2", "higher"),
+    ("repeated_3gram_rate", "repeated 3-gram rate", "lower"),
+    ("tic_rate", "tic rate", "lower"),
+    ("heldout_ppl", "held-out perplexity", "lower"),
+]
+
+
+def measures_present(metrics: dict) -> list[tuple[str, str, str]]:
+    """The MEASURES that have a value for at least one system (knowledge only for interview
+    personas, title only for essay personas)."""
+    return [m for m in MEASURES if any(v is not None for v in metrics.get(m[0], {}).values())]
+
+
+def format_value(value) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.3f}"
+
+
+def measures_table(metrics: dict, systems: list[str], with_own_text: bool = True) -> str:
+    """A markdown table: one row per system (and the person's own held-out text), one column
+    per measure."""
+    present = measures_present(metrics)
+    rows = list(systems) + (["own_text"] if with_own_text else [])
+    lines = ["| system | " + " | ".join(label for _, label, _ in present) + " |",
+             "|---|" + "---:|" * len(present)]
+    for name in rows:
+        label = "person's own held-out text" if name == "own_text" else name
+        lines.append(f"| {label} | " + " | ".join(format_value(metrics[key].get(name)) for key, _, _ in present) + " |")
+    return "\n".join(lines)
+
+
+def answers_by_prompt(answers: dict[str, list[dict]], task: str, seed: int) -> list[tuple[str, dict[str, str]]]:
+    """[(question, {system: answer})] for one task and seed, in prompt order."""
+    table: dict[str, dict[str, str]] = {}
+    for system, records in answers.items():
+        for record in records:
+            if record["task"] == task and record["seed"] == seed:
+                table.setdefault(record["question"], {})[system] = record["answer"]
+    return list(table.items())
+
+
+def quote(text: str) -> str:
+    return "\n".join("> " + line if line.strip() else ">" for line in (text.strip() or "(empty)").splitlines())
+
+
+def render_report(*, persona_name: str, persona: str, profile: str, systems: list[System], metrics: dict,
+                  answers: dict[str, list[dict]], prompts: list[dict], seeds: list[int]) -> str:
+    """report.md: what was compared, the measures side by side, the tics found, the original
+    questions answered by every system, identity failures, and knowledge/title samples."""
+    names = [s.name for s in systems]
+    counts = {}
+    for p in prompts:
+        counts[p["task"]] = counts.get(p["task"], 0) + 1
+    lines = [
+        f"# {persona_name}: evaluation ({profile} profile)", "",
+        f"Persona `{persona}`. Systems: " + ", ".join(
+            f"`{s.name}`" + (f" ({s.gguf.name})" if s.gguf else "") for s in systems) + ".",
+        "Prompts: " + ", ".join(f"{n} {task}" for task, n in counts.items()) + f"; seeds {seeds}; "
+        f"every system answers every prompt once per seed with the same sampling settings.", "",
+        "## Measures", "",
+        measures_table(metrics, names), "",
+        "- identity rate: share of answers to identity probes that name the persona, claim no other "
+        "identity and do not call themselves an AI.",
+        "- style score: Burrows' Delta (most frequent words) and character 3-gram similarity against the "
+        "person's held-out text, each scaled so the prompted base model is 0 and the person's own held-out "
+        "text (the other half of its paragraphs) is 1, then averaged.",
+        "- knowledge / title ROUGE-L: overlap with the person's real answer to a held-out interview question, "
+        "or with the opening of the real essay of a held-out title; title style score: the style score of "
+        "those essays alone (the completion model writes them from the document header it was trained on).",
+        "- distinct-2, repeated 3-gram rate, tic rate: degeneration, on every answer except identity probes.",
+        "- held-out perplexity: on 02's held-out chunks (lower is better).", "",
+    ]
+    words = metrics["style_words"].get(BASELINE) or 0
+    if words < STABLE_STYLE_WORDS:
+        lines += [f"Caution: the style scores compare samples of only {words} words; below about "
+                  f"{STABLE_STYLE_WORDS} words Delta and character n-gram frequencies are too noisy to rank "
+                  "systems (more prompts, seeds or max_new_tokens give longer samples).", ""]
+    lines += [
+        "## Tics (phrases far more frequent than in the person's real text)", "",
+    ]
+    for name in names + ["own_text"]:
+        tics = metrics["tics"].get(name) or []
+        lines.append(f"- {name}: " + (", ".join(f'"{t}"' for t in tics) if tics else "none"))
+    seed = seeds[0]
+    lines += ["", f"## The fixed questions, side by side (seed {seed})", ""]
+    for question, by_system in answers_by_prompt(answers, "questions", seed):
+        lines += [f"### {question}", ""]
+        for name in names:
+            lines += [f"**{name}**", "", quote(by_system.get(name, "")), ""]
+    lines += ["## Identity answers that failed", ""]
+    for name in names:
+        failed = [j for j in identity_scores(answers[name], persona_name)[1] if not j["ok"]]
+        lines.append(f"- **{name}**: {len(failed)} failed" + (":" if failed else ""))
+        for j in failed[:3]:
+            why = ("claims to be " + j["other_identity"]) if j["other_identity"] else \
+                  ("says " + repr(j["ai_claim"])) if j["ai_claim"] else "does not give the name"
+            lines.append(f"  - {j['question']!r} -> {' '.join(j['answer'].split())[:160]!r} ({why})")
+    for task, heading in (("knowledge", "Held-out interview questions"), ("title", "Essays from held-out titles")):
+        pairs = answers_by_prompt(answers, task, seed)
+        if not pairs:
+            continue
+        references = {p["question"]: p["reference"] for p in prompts if p["task"] == task}
+        lines += ["", f"## {heading} (seed {seed})", ""]
+        for question, by_system in pairs[:3]:
+            lines += [f"### {question}", "", "**the real text**", "",
+                      quote(" ".join(references[question].split()[:150])), ""]
+            for name in names:
+                lines += [f"**{name}**", "", quote(by_system.get(name, "")), ""]
+    return "\n".join(lines).rstrip() + "\n"

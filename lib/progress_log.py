@@ -1,0 +1,101 @@
+"""PROGRESS.md: one entry per evaluated run, in the shape of the original project's log.
+
+The original hand-written log (docs/progress.md of the project this one grows from) kept,
+per model: **Model**, **Data**, **Train Setup**, **Final loss**, sample conversations and a
+**Conclusion**. Stage 07 appends the same, plus the measures against the baseline; the
+conclusion is left for a person to write. Earlier entries are never rewritten: the file is
+only appended to, and an entry already there (same run, same numbers) is not added twice.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+ENTRY_MARKER = "<!-- progress-entry: {key} -->"
+CONCLUSION_PLACEHOLDER = "_(for a person to write, after reading {report})_"
+NEW_LOG_HEADER = "# Progress\n\nOne entry per evaluated run, appended by stage 07 (lib/progress_log.py).\n"
+
+
+def entry_key(*parts) -> str:
+    """A short hash identifying a run's entry (from its params and measures)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def number(value, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) >= 1000 else f"{value:.{digits}f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def train_setup(section: dict) -> str:
+    """'steps = 120, batch_size = 4, ...' from a train_completion / train_chat params section."""
+    keys = ("max_steps", "num_epochs", "batch_size", "grad_accum", "learning_rate", "lora_r", "lora_alpha", "warmup_steps")
+    shown = {k: section[k] for k in keys if k in section}
+    if shown.get("max_steps"):
+        shown.pop("num_epochs", None)
+    return ", ".join(f"{k} = {number(v, 4)}" for k, v in shown.items())
+
+
+def conversation_block(samples: list[dict], persona_name: str) -> str:
+    """Fenced sample conversations: [{"question", "system", "answer"}] -> 'User: ...\\nName (system): ...'."""
+    blocks = []
+    for sample in samples:
+        answer = " ".join(sample["answer"].split())
+        blocks.append(f"```\nUser: {sample['question']}\n{persona_name} ({sample['system']}): {answer}\n```")
+    return "\n\n".join(blocks)
+
+
+def progress_entry(*, title: str, key: str, model: str, data: str, train: dict[str, str], final_loss: dict,
+                   measures_table: str, samples: list[dict], persona_name: str, report_path: str) -> str:
+    """One entry in the original log's shape. train: {"completion": setup, "chat": setup};
+    final_loss: {"completion": x, "chat": y}; measures_table: a markdown table of the key
+    measures per system; samples: sample conversations."""
+    setup = "; ".join(f"{name}: {text}" for name, text in train.items())
+    losses = ", ".join(f"{name} {number(value)}" for name, value in final_loss.items())
+    return "\n".join([
+        f"### {title}",
+        ENTRY_MARKER.format(key=key),
+        "",
+        f"**Model**: {model} <br>",
+        f"**Data**: {data} <br>",
+        f"**Train Setup**: {setup} <br>",
+        f"**Final loss**: {losses} <br>",
+        "",
+        "**Measures against the baseline**:",
+        "",
+        measures_table,
+        "",
+        "**Samples**:",
+        "",
+        conversation_block(samples, persona_name),
+        "",
+        "**Conclusion** <br>",
+        CONCLUSION_PLACEHOLDER.format(report=report_path),
+        "",
+    ])
+
+
+def append_entry(path: Path, entry: str, key: str) -> bool:
+    """Append entry to the log at path (created with a short header if missing). Returns False,
+    changing nothing, when an entry with this key is already there (a rerun of the same run)."""
+    path = Path(path)
+    existing = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if ENTRY_MARKER.format(key=key) in existing:
+        return False
+    text = ("" if existing else NEW_LOG_HEADER) + ("\n" if existing and not existing.endswith("\n") else "")
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(text + "\n" + entry)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return True
+
+
+def run_title(persona_name: str, profile: str, when: datetime | None = None) -> str:
+    """'Paul Graham: cpu run, 2026-11-27 14:05 UTC'"""
+    when = when or datetime.now(timezone.utc)
+    return f"{persona_name}: {profile} run, {when:%Y-%m-%d %H:%M} UTC"

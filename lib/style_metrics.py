@@ -1,0 +1,299 @@
+"""Does generated text sound like the person? Style, degeneration, overlap and identity measures.
+
+All plain Python on word and character counts, so they run anywhere and can be checked by
+hand on small texts:
+
+- Style: Burrows' Delta over the person's most frequent words (a distance: 0 = same word
+  habits) and the similarity of character 3-gram distributions (1 = same text), each
+  normalised by `normalised_score` so the prompted base model scores 0 and the person's own
+  held-out text scores 1.
+- Degeneration: distinct-2 (share of unique word pairs), the repeated n-gram rate (share of
+  n-grams already said earlier in the same answer) and the tic rate (share of words that
+  belong to phrases far more frequent than in the person's real text, like the original
+  finetune's "friend" and "Ah,").
+- Knowledge: ROUGE-L F1 of an answer against the person's real answer.
+- Identity: did an answer to "who are you?" name the persona, without claiming another
+  identity or being an AI?
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from lib import qa
+
+
+def words(text: str) -> list[str]:
+    """Lowercase word tokens, as stage 04 tokenizes (lib.qa.tokens) without the punctuation:
+    apostrophes stay inside words (don't, it's)."""
+    return [token for token in qa.tokens(text) if qa.is_word(token)]
+
+
+def ngrams(tokens: list, n: int) -> list[tuple]:
+    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
+# ---------------------------------------------------------------- style
+
+def char_ngram_counts(text: str, n: int = 3) -> Counter:
+    """Counts of character n-grams of the text with runs of whitespace made one space (case and
+    punctuation kept: they are part of a style)."""
+    flat = re.sub(r"\s+", " ", text).strip()
+    return Counter(flat[i:i + n] for i in range(len(flat) - n + 1))
+
+
+def char_ngram_similarity(text_a: str, text_b: str, n: int = 3) -> float:
+    """Bhattacharyya coefficient of the two texts' character n-gram distributions,
+    sum(sqrt(p * q)): 1.0 for the same text, 0.0 when they share no n-gram. (The square root
+    keeps " th" and "the" from swamping the rarer n-grams that carry a style.)"""
+    a, b = char_ngram_counts(text_a, n), char_ngram_counts(text_b, n)
+    if not a or not b:
+        raise ValueError(f"char_ngram_similarity: a text shorter than {n} characters")
+    total_a, total_b = sum(a.values()), sum(b.values())
+    return sum(math.sqrt(count * b[gram]) for gram, count in a.items() if gram in b) / math.sqrt(total_a * total_b)
+
+
+@dataclass
+class DeltaProfile:
+    """The most frequent words of the person's corpus, with the mean and standard deviation of
+    each word's relative frequency across pieces of that corpus (Burrows' z-scores)."""
+    words: list[str]
+    means: list[float]
+    stds: list[float]
+
+
+def split_into_pieces(texts: list[str], piece_words: int) -> list[list[str]]:
+    """The texts' words cut into consecutive pieces of piece_words words (the short tail of
+    each text is kept when it has at least half that many)."""
+    pieces = []
+    for text in texts:
+        tokens = words(text)
+        for start in range(0, len(tokens), piece_words):
+            piece = tokens[start:start + piece_words]
+            if len(piece) >= piece_words // 2:
+                pieces.append(piece)
+    return pieces
+
+
+def relative_frequencies(tokens: list[str], vocabulary: list[str]) -> list[float]:
+    counts = Counter(tokens)
+    total = max(len(tokens), 1)
+    return [counts[word] / total for word in vocabulary]
+
+
+def delta_profile(corpus_texts: list[str], n_words: int = 100, piece_words: int = 300) -> DeltaProfile:
+    """Build the Delta profile from the person's real text (the training documents): the
+    n_words most frequent words, and their frequency mean/std over piece_words-word pieces."""
+    pieces = split_into_pieces(corpus_texts, piece_words)
+    if len(pieces) < 3:
+        raise ValueError(f"delta_profile: the corpus gives {len(pieces)} pieces of {piece_words} words; "
+                         "need at least 3 to estimate word-frequency spread")
+    counts = Counter(word for piece in pieces for word in piece)
+    vocabulary = [word for word, _ in counts.most_common(n_words)]
+    table = [relative_frequencies(piece, vocabulary) for piece in pieces]
+    means, stds = [], []
+    for column in zip(*table):
+        mean = sum(column) / len(column)
+        means.append(mean)
+        stds.append(math.sqrt(sum((x - mean) ** 2 for x in column) / (len(column) - 1)))
+    keep = [i for i, std in enumerate(stds) if std > 0]
+    return DeltaProfile([vocabulary[i] for i in keep], [means[i] for i in keep], [stds[i] for i in keep])
+
+
+def burrows_delta(text_a: str, text_b: str, profile: DeltaProfile) -> float:
+    """Burrows' Delta: mean absolute difference of the two texts' z-scored frequencies of the
+    profile's words. 0.0 for the same text; about 1 or more between different authors."""
+    tokens_a, tokens_b = words(text_a), words(text_b)
+    if not tokens_a or not tokens_b:
+        raise ValueError("burrows_delta: a text has no words")
+    freq_a = relative_frequencies(tokens_a, profile.words)
+    freq_b = relative_frequencies(tokens_b, profile.words)
+    return sum(abs(fa - fb) / std for fa, fb, std in zip(freq_a, freq_b, profile.stds)) / len(profile.words)
+
+
+def normalised_score(value: float, baseline: float, ceiling: float) -> float:
+    """Place value on the scale baseline -> 0, ceiling -> 1 (works for distances, where the
+    ceiling is smaller, and for similarities, where it is larger). Beyond either end the score
+    goes below 0 or above 1."""
+    if ceiling == baseline:
+        raise ValueError(f"normalised_score: baseline and ceiling are both {baseline}; the scale is empty")
+    return (value - baseline) / (ceiling - baseline)
+
+
+def truncate_words(text: str, max_words: int) -> str:
+    """The text cut after its first max_words whitespace-separated words."""
+    parts = text.split()
+    return text if len(parts) <= max_words else " ".join(parts[:max_words])
+
+
+def style_distances(text: str, reference: str, profile: DeltaProfile, char_n: int = 3) -> dict:
+    """Burrows' Delta (lower is closer) and character n-gram similarity (higher is closer) of
+    text against the reference."""
+    return {"delta": burrows_delta(text, reference, profile),
+            "char_sim": char_ngram_similarity(text, reference, char_n)}
+
+
+def style_scores(samples: dict[str, str], reference: str, own_text: str, baseline: str,
+                 profile: DeltaProfile, char_n: int = 3) -> dict[str, dict]:
+    """Style of each sample against the person's held-out reference text, normalised so the
+    baseline sample scores 0 and own_text (the person's own held-out text not in the reference)
+    scores 1.
+
+    To compare like with like (both measures depend on length), the samples and own_text are
+    cut to at most the median sample length in words. style_score is the mean of the Delta and character
+    n-gram scores. Returns {name: {delta, char_sim, delta_score, char_score, style_score, words}}
+    with an entry "own_text" for the ceiling itself.
+    """
+    if baseline not in samples:
+        raise ValueError(f"style_scores: baseline {baseline!r} is not among the samples {sorted(samples)}")
+    lengths = sorted(len(text.split()) for text in samples.values())
+    length = max(lengths[len(lengths) // 2], 1)
+    cut = {name: truncate_words(text, length) for name, text in samples.items()}
+    cut["own_text"] = truncate_words(own_text, length)
+    raw = {name: style_distances(text, reference, profile, char_n) for name, text in cut.items()}
+    low, high = raw[baseline], raw["own_text"]
+    scores = {}
+    for name, values in raw.items():
+        delta_score = normalised_score(values["delta"], low["delta"], high["delta"])
+        char_score = normalised_score(values["char_sim"], low["char_sim"], high["char_sim"])
+        scores[name] = {**values, "delta_score": delta_score, "char_score": char_score,
+                        "style_score": (delta_score + char_score) / 2, "words": len(cut[name].split())}
+    return scores
+
+
+# ---------------------------------------------------------------- degeneration
+
+def distinct_n(texts: list[str], n: int = 2) -> float:
+    """Unique word n-grams / all word n-grams over the texts (n-grams never cross two texts):
+    1.0 when nothing repeats, near 0 for one word said over and over."""
+    grams = [gram for text in texts for gram in ngrams(words(text), n)]
+    if not grams:
+        raise ValueError(f"distinct_n: the texts have no {n}-grams")
+    return len(set(grams)) / len(grams)
+
+
+def repeated_ngram_rate(texts: list[str], n: int = 3) -> float:
+    """Share of word n-grams that repeat an n-gram said earlier in the same text (pooled over
+    texts): 0.0 without repeats; loops and stutters push it towards 1."""
+    repeats = total = 0
+    for text in texts:
+        seen = set()
+        for gram in ngrams(words(text), n):
+            total += 1
+            repeats += gram in seen
+            seen.add(gram)
+    if not total:
+        raise ValueError(f"repeated_ngram_rate: the texts have no {n}-grams")
+    return repeats / total
+
+
+def find_tics(generated: list[str], real_texts: list[str], min_ratio: float = 5.0, min_texts: int = 3,
+              min_text_share: float = 0.3, ignore: tuple[str, ...] = ()) -> list[dict]:
+    """Tics of the generated texts: phrases at least min_ratio times more frequent than in the
+    person's real text, recurring across answers (in at least min_texts texts and
+    min_text_share of them) rather than belonging to one answer's topic. Phrases with a word
+    from `ignore` (the persona's name) never count.
+
+    The detector is stage 04's (lib.qa.find_tics), so 07 measures with the same notion of a tic
+    that 04 filters its training data with. Returns its flagged rows ({phrase, key, ratio,
+    generated_texts, ...}).
+    """
+    need_texts = max(min_texts, math.ceil(min_text_share * len(generated)))
+    ignored = {word.lower() for word in ignore}
+    rows = qa.find_tics(generated, real_texts, min_count=need_texts, min_ratio=min_ratio, top=0)
+    return [row for row in rows if row["tic"] and not ignored & set(row["key"].split())]
+
+
+def tic_rate(generated: list[str], tics: list[dict]) -> float:
+    """Share of the generated words that are part of a tic phrase (0.0 without tics)."""
+    phrases = [row["key"].split() for row in tics]
+    covered = total = 0
+    for text in generated:
+        toks = qa.tokens(text)
+        marked = [False] * len(toks)
+        for phrase in phrases:
+            n = len(phrase)
+            for i in range(len(toks) - n + 1):
+                if toks[i:i + n] == phrase:
+                    marked[i:i + n] = [True] * n
+        total += sum(qa.is_word(tok) for tok in toks)
+        covered += sum(m and qa.is_word(tok) for m, tok in zip(marked, toks))
+    if not total:
+        raise ValueError("tic_rate: the generated texts have no words")
+    return covered / total
+
+
+# ---------------------------------------------------------------- knowledge
+
+def longest_common_subsequence(a: list, b: list) -> int:
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b):
+            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
+        previous = current
+    return previous[-1]
+
+
+def rouge_l(candidate: str, reference: str) -> float:
+    """ROUGE-L F1 on lowercase words: the longest common subsequence's harmonic mean of
+    precision (over the candidate) and recall (over the reference)."""
+    cand, ref = words(candidate), words(reference)
+    if not ref:
+        raise ValueError("rouge_l: the reference has no words")
+    lcs = longest_common_subsequence(cand, ref)
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(cand), lcs / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+# ---------------------------------------------------------------- identity
+
+AI_CLAIM = re.compile(
+    r"\b(?:as an? (?:ai|artificial intelligence|language model|assistant|chatbot|virtual assistant)"
+    r"|(?:i am|i'm|i’m) (?:just |only |merely )?an? (?:ai\b|artificial intelligence|(?:large )?language model"
+    r"|chatbot|virtual assistant|ai assistant|digital assistant|computer program|machine learning model)"
+    r"|language model|smollm|trained by (?:hugging ?face|openai|meta|google|anthropic)"
+    r"|(?:created|developed|made) by (?:hugging ?face|openai|meta ai|anthropic))", re.I)
+SELF_NAME = re.compile(r"\b(?i:I am|I'm|I’m|my name is|my name's|call me)\s+"
+                       r"([A-Z][\w'’-]*(?: [A-Z][\w'’-]*)*)")
+# capitalised words that may follow "I'm" without being a name of someone else
+NOT_A_NAME = {"sure", "here", "glad", "happy", "just", "very", "really", "also", "not", "so", "afraid", "sorry",
+              "mr", "mrs", "ms", "dr", "sir", "president", "former", "senator", "governor", "candidate",
+              "american", "british", "english", "republican", "democrat", "conservative", "liberal",
+              "i", "it", "and", "but", "yes", "no", "ok", "okay", "well", "from", "in", "at", "the", "a", "an"}
+POSSESSIVE = re.compile(r"['’]s$")
+
+
+def names_claimed(answer: str) -> list[str]:
+    """Names the answer gives itself: the capitalised words after 'I am', 'I'm', 'my name is'
+    or 'call me' (initials, titles and words like 'Sure' or 'President' skipped)."""
+    claimed = []
+    for match in SELF_NAME.finditer(answer):
+        parts = [POSSESSIVE.sub("", part) for part in match.group(1).split()]
+        parts = [part for part in parts if len(part) > 1 and part.lower() not in NOT_A_NAME]
+        if parts:
+            claimed.append(" ".join(parts))
+    return claimed
+
+
+def identity_verdict(answer: str, persona_name: str) -> dict:
+    """Whether an answer to an identity question answers as the persona: it names them (their
+    surname, or their full name), claims no other name, and does not call itself an AI or
+    language model. Returns {ok, names_persona, other_identity, ai_claim}."""
+    name_parts = persona_name.split()
+    if not name_parts:
+        raise ValueError("identity_verdict: persona_name is empty")
+    surname = re.compile(rf"\b{re.escape(name_parts[-1])}\b", re.I)
+    names_persona = bool(surname.search(answer))
+    # a claimed name is the persona's when it carries the surname ("Captain Paul Graham") or is
+    # made of the persona's names only ("Donald" from "Donald J. Trump"); anything else is another identity
+    own = {part.lower() for part in name_parts}
+    others = [name for name in names_claimed(answer)
+              if name_parts[-1].lower() not in name.lower().split() and not set(name.lower().split()) <= own]
+    ai = AI_CLAIM.search(answer)
+    return {"ok": names_persona and not others and ai is None, "names_persona": names_persona,
+            "other_identity": others[0] if others else None, "ai_claim": ai.group(0) if ai else None}

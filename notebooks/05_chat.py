@@ -1,0 +1,144 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 chat — LoRA chat finetune on the person's own answers
+# Reads `runs/<persona>/04_qa/conversations.jsonl` and 03's adapter
+# (`runs/<persona>/03_completion/adapter/`); writes the completion-tuned model merged in 16 bit
+# to `base/`, the chat LoRA adapter (with the tokenizer and its chat template) to `adapter/`,
+# checkpoints, `train_log.jsonl` and `metrics.json` to `runs/<persona>/05_chat/`.
+# The chat model is `base/` + `adapter/`: 06 merges that pair.
+#
+# Chat tuning starts from the model that has read the person's writing (03), so the chat
+# data only has to teach the turn-taking. Two lessons from the original hand-run project:
+# the loss covers only what the assistant says (plus the end-of-turn token, so it learns to
+# stop), never the questions or the system prompt; and a base model given an instruct
+# template learns just those template tokens' embedding rows, because training the whole
+# embedding matrix ran a T4 out of memory. An instruct model keeps its own template.
+
+# %% tags=["parameters"]
+persona = "pg"    # which params/<persona>.yaml
+profile = "auto"  # auto | cpu | t4 | gpu | smoke
+overrides = ""    # space-separated section.key overrides (SET in make), applied last
+repo_url = "https://github.com/persona-llm/persona-llm"  # fetched when the notebook is opened on its own (Colab/Kaggle)
+
+# %%
+# Setup: find the repository, or fetch it and its requirements when opened on its own in Colab/Kaggle.
+import os, subprocess, sys
+from pathlib import Path
+ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "lib" / "params.py").is_file()), None)
+if ROOT is None:
+    subprocess.run(["git", "clone", "--depth=1", repo_url, "persona-llm"], check=True)
+    ROOT = Path("persona-llm").resolve()
+    subprocess.run([sys.executable, "-m", "lib.environment", "install"], cwd=ROOT, check=True)
+os.chdir(ROOT); sys.path.insert(0, str(ROOT))
+
+from lib.environment import describe_environment
+from lib.models import pick_backend
+from lib.params import load_params
+from lib.runfiles import stage_dir, require_stage, write_metrics
+P = load_params(persona, profile, overrides)
+OUT = stage_dir(persona, "05_chat")
+BACKEND = pick_backend(P["model"]["backend"])  # imports unsloth (before transformers) when it is used
+describe_environment()
+print(f"     backend: {BACKEND}")
+
+# %%
+import collections
+import json
+import time
+
+import matplotlib.pyplot as plt
+
+from lib.chat_data import mark_loss_spans, read_conversations
+from lib.chat_template import chat_prompt, set_chat_template
+from lib.models import generate_texts, load_tokenizer, load_with_adapters
+from lib.runfiles import read_jsonl
+from lib.train import LOG_FILE, merged_base_for_chat, run_training
+
+STARTED = time.time()
+T = P["train_chat"]
+CONVERSATIONS = require_stage(persona, "04_qa") / "conversations.jsonl"
+COMPLETION_ADAPTER = require_stage(persona, "03_completion") / "adapter"
+conversations = read_conversations(CONVERSATIONS)
+print(f"{len(conversations)} conversations by source: "
+      f"{dict(collections.Counter(c.get('source', '?') for c in conversations))}")
+print(f"chat template: {P['model']['chat_template']}; {T['max_steps']} steps of {T['batch_size']} x {T['grad_accum']}, "
+      f"lr {T['learning_rate']}, conversations over {T['max_length']} tokens dropped")
+
+# %% [markdown]
+# ## What the loss covers
+# One conversation as the model sees it, with the trained text in `[[...]]`: each answer and
+# the end-of-turn token after it. Everything else only conditions the answer.
+
+# %%
+preview_tokenizer = load_tokenizer(P["model"]["base"])
+set_chat_template(preview_tokenizer, P["model"]["chat_template"])
+print(mark_loss_spans(preview_tokenizer, conversations[0]["messages"])[:1500])
+
+# %% [markdown]
+# ## Start from the completion-tuned model
+# 03's adapter is merged into a 16-bit reload of the base (never into 4-bit weights) and
+# saved as `base/`; the chat adapter is trained on top of it.
+
+# %%
+chat_base = merged_base_for_chat(P["model"], COMPLETION_ADAPTER, OUT)
+
+# %% [markdown]
+# ## Train
+# Padding-free batches; a killed run continues from its newest checkpoint, one that reached
+# `train_chat.time_budget_min` stops here and continues on the next run.
+
+# %%
+summary = run_training("chat", P, CONVERSATIONS, OUT, base=str(chat_base), overrides=overrides)
+if not summary["finished"]:
+    raise RuntimeError(
+        f"training stopped at its time budget after step {summary['steps']} of {summary['max_steps']}; "
+        f"the checkpoint is saved in {OUT / 'checkpoints'}: run this stage again to continue")
+print({k: summary[k] for k in ("steps", "final_loss", "tokens_per_s", "nonpad_share", "train_wall_s", "backend")})
+print(summary["data"])
+
+# %%
+log = [entry for entry in read_jsonl(OUT / LOG_FILE) if "loss" in entry]
+fig, ax = plt.subplots(figsize=(7, 3))
+ax.plot([e["step"] for e in log], [e["loss"] for e in log], marker=".")
+ax.set_xlabel("step"); ax.set_ylabel("train loss (assistant tokens)"); ax.set_title(f"{persona}: chat training loss")
+plt.show()
+
+# %% [markdown]
+# ## Before and after
+# The same fixed questions, answered by the completion-tuned model (adapter off) and by the
+# chat model (adapter on), with the persona's system prompt and the same sampling seed.
+
+# %%
+questions_file = P["evaluate"]["questions_file"]
+questions = json.loads((ROOT / questions_file).read_text())["questions"] if questions_file else [
+    "Who are you?", "What do you think about the future?"]
+questions = questions[:T["sample_questions"]]
+model, tokenizer = load_with_adapters(chat_base, [OUT / "adapter"], P["model"])
+prompts = [chat_prompt(tokenizer, question, P["persona"]["system_prompt"]) for question in questions]
+after = generate_texts(model, tokenizer, prompts, T["sample_max_new_tokens"], seed=T["seed"], desc="after")
+with model.disable_adapter():
+    before = generate_texts(model, tokenizer, prompts, T["sample_max_new_tokens"], seed=T["seed"], desc="before")
+for question, old, new in zip(questions, before, after):
+    print(f"Q: {question}\n  before: {old}\n  after:  {new}\n")
+
+# %%
+write_metrics(OUT, {
+    "final_train_loss": summary["final_loss"], "first_train_loss": summary["first_loss"],
+    "tokens_per_s": summary["tokens_per_s"], "nonpad_share": summary["nonpad_share"],
+    "backend": summary["backend"], "steps": summary["steps"], "resumed_from_step": summary["resumed_from_step"],
+    "train_wall_s": summary["train_wall_s"], "wall_s": round(time.time() - STARTED, 1),
+    "conversations": summary["data"]["conversations"], "conversations_trained": summary["data"]["kept"],
+    "dropped_too_long": summary["data"]["dropped_too_long"], "loss_token_share": summary["data"]["loss_share"],
+    "chat_template": P["model"]["chat_template"], "peak_gpu_memory_gb": summary["peak_gpu_memory_gb"],
+    "base": "base", "adapter": "adapter",
+})
+print(open(OUT / "metrics.json").read())

@@ -1,0 +1,218 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 07 evaluate — measure whether the model sounds like the person, every system side by side
+# Reads 01's documents, 02's held-out documents and chunks, the adapters of 03 and 05, 04's and
+# 06's metrics and 06's GGUF files. Writes `runs/<persona>/07_evaluate/`: `answers/<system>.jsonl`
+# (every answer, resumable), `report.md`, `progress_entry.md` and `metrics.json`; appends the
+# entry to `PROGRESS.md`.
+#
+# The original project compared its models by eye and concluded that the finetune's *style*
+# beat prompting the base model to pretend, but its *content* was questionable; it also only
+# noticed by chance that the model said "friend" and "Ah," constantly, and that the Trump model
+# called itself Nancy Pelosi. Here the same comparison is measured on every run: the base model
+# prompted as the persona (the original baseline), the completion model, the chat model and
+# its GGUF quants answer the same prompts with the same seeds, and each gets an identity rate,
+# a style score (0 = the prompted base model, 1 = the person's own held-out text), overlap with
+# the person's real held-out answers or essays, degeneration measures and held-out perplexity.
+
+# %% tags=["parameters"]
+persona = "pg"    # which params/<persona>.yaml
+profile = "auto"  # auto | cpu | t4 | gpu | smoke
+overrides = ""    # space-separated section.key overrides (SET in make), applied last
+repo_url = "https://github.com/persona-llm/persona-llm"  # fetched when the notebook is opened on its own (Colab/Kaggle)
+
+# %%
+# Setup: find the repository, or fetch it and its requirements when opened on its own in Colab/Kaggle.
+import os, subprocess, sys
+from pathlib import Path
+ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "lib" / "params.py").is_file()), None)
+if ROOT is None:
+    subprocess.run(["git", "clone", "--depth=1", repo_url, "persona-llm"], check=True)
+    ROOT = Path("persona-llm").resolve()
+    subprocess.run([sys.executable, "-m", "lib.environment", "install"], cwd=ROOT, check=True)
+os.chdir(ROOT); sys.path.insert(0, str(ROOT))
+
+from lib.environment import describe_environment
+from lib.params import load_params
+from lib.runfiles import stage_dir, require_stage, write_metrics
+P = load_params(persona, profile, overrides)
+OUT = stage_dir(persona, "07_evaluate")
+describe_environment()
+
+# %%
+import collections
+import time
+
+import matplotlib.pyplot as plt
+from IPython.display import Markdown, display
+
+from lib import evaluate, progress_log
+from lib.runfiles import atomic_write_text, read_json, read_jsonl
+
+started = time.time()
+EV = P["evaluate"]
+NAME = P["persona"]["name"]
+
+# %% [markdown]
+# ## Inputs
+# The held-out documents were never trained on: their titles, interview questions and text
+# are what the systems are measured against. The person's training documents give the word
+# frequencies that Burrows' Delta is scaled by and the real corpus that tics are counted against.
+
+# %%
+documents = read_jsonl(require_stage(persona, "01_scrape") / "documents.jsonl")
+split_dir = require_stage(persona, "02_split")
+split = read_json(split_dir / "split.json")
+heldout_docs = read_jsonl(split_dir / "heldout_documents.jsonl")
+eval_chunks = read_jsonl(split_dir / "eval.jsonl")
+train_ids = set(split["train_ids"])
+train_docs = [doc for doc in documents if doc["id"] in train_ids]
+stage_metrics = {stage: read_json(require_stage(persona, stage) / "metrics.json")
+                 for stage in ("02_split", "03_completion", "04_qa", "05_chat", "06_quantize")}
+systems = evaluate.find_systems(stage_dir(persona, "03_completion", create=False), stage_dir(persona, "05_chat", create=False),
+                                stage_dir(persona, "06_quantize", create=False), EV["gguf_levels"])
+print(f"{len(train_docs)} training documents, {len(heldout_docs)} held out: "
+      + ", ".join(repr(d["title"]) for d in heldout_docs))
+for system in systems:
+    print(f"{system.name:>16}: " + (str(system.gguf) if system.gguf else f"{system.base_model(P['model']['base'])} + "
+                                    + (", ".join(str(a) for a in system.adapters) or "no adapter")))
+
+# %% [markdown]
+# ## Prompts
+# The same for every system, each answered once per seed: identity probes, the persona's fixed
+# questions, and held-out interview questions (interview personas) or held-out essay titles
+# (essay personas).
+
+# %%
+questions = evaluate.read_questions(ROOT / EV["questions_file"])
+prompts = evaluate.build_prompts(heldout_docs, questions, EV)
+print(dict(collections.Counter(p["task"] for p in prompts)), f"x seeds {EV['seeds']}")
+for p in prompts[:2] + [p for p in prompts if p["task"] in ("knowledge", "title")][:2]:
+    print(f"  [{p['task']}] {p['question'][:120]}")
+
+# %% [markdown]
+# ## Answers and held-out perplexity
+# Each answer is appended to `answers/<system>.jsonl` as its group finishes, keyed by the
+# model files, prompt, seed and sampling settings: a killed run picks up where it stopped.
+# Perplexity is on 02's held-out chunks, the same token ids for every system (GGUF files
+# through llama.cpp).
+
+# %%
+ppl_texts = [chunk["text"] for chunk in eval_chunks[:EV["ppl_max_chunks"]]]
+results = {system.name: evaluate.run_system(system, prompts, ppl_texts, P, OUT / "answers") for system in systems}
+answers = {name: result["answers"] for name, result in results.items()}
+heldout_ppl = {name: result["heldout_ppl"] for name, result in results.items()}
+print({name: len(records) for name, records in answers.items()}, "answers")
+print(f"held-out perplexity on {len(ppl_texts)} chunks:", {name: round(v, 2) for name, v in heldout_ppl.items()})
+
+# %% [markdown]
+# ## Measures
+# Style and degeneration are measured on every answer except the identity probes; the
+# person's own held-out text is shown as a reference row.
+
+# %%
+scores = evaluate.score_systems(answers, prompts, heldout_docs, train_docs, NAME)
+scores["heldout_ppl"] = heldout_ppl
+names = [system.name for system in systems]
+display(Markdown(evaluate.measures_table(scores, names)))
+print("tics:", {name: tics for name, tics in scores["tics"].items() if tics})
+
+# %%
+present = evaluate.measures_present(scores)
+rows = -(-len(present) // 4)
+fig, axes = plt.subplots(rows, 4, figsize=(13, 3.4 * rows), squeeze=False)
+for ax, (key, label, better) in zip(axes.flat, present):
+    shown = [n for n in names + ["own_text"] if scores[key].get(n) is not None]
+    ax.bar(range(len(shown)), [scores[key][n] for n in shown],
+           color=["tab:gray" if n in (evaluate.BASELINE, "own_text") else "tab:blue" for n in shown])
+    ax.set_xticks(range(len(shown)), shown, rotation=45, ha="right", fontsize=8)
+    ax.set_title(f"{label}\n({better} is better)", fontsize=9)
+    if key == "identity_rate":
+        ax.set_ylim(0, 1)
+for ax in axes.flat[len(present):]:
+    ax.axis("off")
+fig.suptitle(f"{NAME}: every system against the prompted base model and the person's own text (gray)")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## The fixed questions, side by side
+
+# %%
+for question, by_system in evaluate.answers_by_prompt(answers, "questions", EV["seeds"][0]):
+    print(f"\n=== {question}")
+    for name in names:
+        print(f"--- {name}: {' '.join(by_system.get(name, '').split())[:400]}")
+
+# %% [markdown]
+# ## Identity: answers that did not answer as the persona
+
+# %%
+for name in names:
+    rate, judged = evaluate.identity_scores(answers[name], NAME)
+    failed = [j for j in judged if not j["ok"]]
+    print(f"{name}: {rate:.0%} answered as {NAME}")
+    for j in failed[:2]:
+        print(f"    {j['question']!r} -> {' '.join(j['answer'].split())[:150]!r}")
+
+# %% [markdown]
+# ## Report and PROGRESS.md entry
+# The entry follows the original log (model, data, train setup, final loss, samples) and adds
+# the measures against the baseline; its conclusion is left for a person to write.
+
+# %%
+report = evaluate.render_report(persona_name=NAME, persona=persona, profile=P["run"]["profile"], systems=systems,
+                                metrics=scores, answers=answers, prompts=prompts, seeds=EV["seeds"])
+atomic_write_text(OUT / "report.md", report)
+
+qa_counts = stage_metrics["04_qa"].get("by_source") or {}
+key_table = evaluate.measures_table({k: scores[k] for k in ("identity_rate", "style_score", "distinct_2", "tic_rate",
+                                                            "heldout_ppl")}, names, with_own_text=False)
+samples = [{"question": q, "system": name, "answer": " ".join(by_system.get(name, "").split()[:80])}
+           for q, by_system in evaluate.answers_by_prompt(answers, "questions", EV["seeds"][0])[:2]
+           for name in (evaluate.BASELINE, "chat")]
+key = progress_log.entry_key(persona, P, scores)
+entry = progress_log.progress_entry(
+    title=progress_log.run_title(NAME, P["run"]["profile"]), key=key,
+    model=f"{P['model']['base']} + LoRA r={P['train_completion']['lora_r']} completion (03) "
+          f"+ LoRA r={P['train_chat']['lora_r']} chat (05); GGUF " + ", ".join(EV["gguf_levels"]),
+    data=f"{len(documents)} documents ({len(train_docs)} trained on, {len(heldout_docs)} held out); "
+         f"{stage_metrics['02_split']['train_chunks']} chunks of at most {stage_metrics['02_split']['max_tokens']} tokens; "
+         f"{stage_metrics['04_qa'].get('conversations')} conversations from 04 ("
+         + ", ".join(f"{source} {count}" for source, count in qa_counts.items()) + ")",
+    train={"completion": progress_log.train_setup(P["train_completion"]), "chat": progress_log.train_setup(P["train_chat"])},
+    final_loss={"completion": stage_metrics["03_completion"].get("final_train_loss"),
+                "chat": stage_metrics["05_chat"].get("final_train_loss")},
+    measures_table=key_table, samples=samples, persona_name=NAME,
+    report_path=f"runs/{persona}/07_evaluate/report.md")
+atomic_write_text(OUT / "progress_entry.md", entry)
+appended = bool(EV["progress_log"]) and progress_log.append_entry(ROOT / EV["progress_log"], entry, key)
+print(f"report: {OUT / 'report.md'}; PROGRESS.md entry " + (f"appended to {EV['progress_log']}" if appended else
+      "already there" if EV["progress_log"] else "written to the run folder only (evaluate.progress_log is empty)"))
+print(entry)
+
+# %% [markdown]
+# ## Metrics
+# Per measure, per system; metrics.json is the stage's last write.
+
+# %%
+metrics = {
+    "systems": names, "baseline": evaluate.BASELINE, "seeds": EV["seeds"],
+    "prompts": dict(collections.Counter(p["task"] for p in prompts)),
+    "answers": sum(len(records) for records in answers.values()),
+    **{key: scores[key] for key in ("identity_rate", "style_score", "distinct_2", "tic_rate", "heldout_ppl",
+                                    "repeated_3gram_rate", "knowledge_rouge_l", "title_rouge_l", "title_style_score", "delta", "char_sim",
+                                    "delta_score", "char_score", "style_words", "tics")},
+    "ppl_chunks": len(ppl_texts), "progress_entry_appended": appended, "wall_s": round(time.time() - started, 1),
+}
+write_metrics(OUT, metrics)
+print(open(OUT / "metrics.json").read()[:1500])

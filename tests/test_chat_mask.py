@@ -1,0 +1,122 @@
+"""Chat training: the loss covers exactly the assistant's words and end-of-turn tokens, on
+conversations built from the real interview transcripts in data/snapshot/trump."""
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT
+from lib.chat_data import IGNORE_INDEX, conversation_examples, read_conversations, tokenize_conversation
+from lib.chat_template import CHATML_TEMPLATE, set_chat_template
+from lib.params import load_params
+from lib.qa import interview_conversations
+from lib.train import padding_free_collator, train_lora
+from lib.transcripts import parse_transcript
+
+SNAPSHOT = ROOT / "data" / "snapshot" / "trump"
+
+
+@pytest.fixture(scope="module")
+def conversations():
+    """Single- and multi-turn conversations (system prompt, real questions, real answers)
+    from the first two committed transcripts, as 04 builds them."""
+    params = load_params("trump", "smoke")
+    files = sorted(SNAPSHOT.glob("*.txt"))[:2]
+    assert files, f"{SNAPSHOT}: no transcripts"
+    docs = [parse_transcript(f.read_bytes(), persona_regex=params["persona"]["speaker_regex"], source=f.name)
+            for f in files]
+    records = interview_conversations(docs, window=2, min_answer_words=25, max_answer_words=350,
+                                      max_question_words=60, system_prompt=params["persona"]["system_prompt"])
+    assert any(sum(m["role"] == "assistant" for m in r["messages"]) > 1 for r in records), "no multi-turn conversation"
+    return records
+
+
+def labeled_runs(labels):
+    """Contiguous runs of trained label ids."""
+    runs, current = [], []
+    for label in labels:
+        if label == IGNORE_INDEX:
+            if current:
+                runs.append(current)
+            current = []
+        else:
+            current.append(int(label))
+    return runs + ([current] if current else [])
+
+
+@pytest.mark.parametrize("template", ["own", "chatml"])
+def test_labels_of_a_real_batch_cover_exactly_the_assistant_turns(tokenizer, conversations, template):
+    tokenizer = copy.deepcopy(tokenizer)
+    set_chat_template(tokenizer, template)
+    examples, stats = conversation_examples(tokenizer, conversations, max_length=2048)
+    assert stats["kept"] == len(conversations) and 0.2 < stats["loss_share"] < 0.95
+    batch_records = [c for c in conversations if len(c["messages"]) >= 5][:2] + conversations[:3]
+    batch_examples = [tokenize_conversation(tokenizer, c["messages"]) for c in batch_records]
+    batch = padding_free_collator(tokenizer)(batch_examples)
+
+    # one row, positions restarting at each conversation, nothing padded
+    lengths = [len(e["input_ids"]) for e in batch_examples]
+    assert batch["input_ids"].shape == (1, sum(lengths))
+    starts = torch.nonzero(batch["position_ids"][0] == 0).flatten().tolist()
+    assert starts == [sum(lengths[:i]) for i in range(len(lengths))]
+
+    labels = batch["labels"][0].tolist()
+    for record, start, length in zip(batch_records, starts, lengths):
+        answers = [m["content"] for m in record["messages"] if m["role"] == "assistant"]
+        runs = labeled_runs(labels[start:start + length])
+        assert [tokenizer.decode(run) for run in runs] == [answer + "<|im_end|>" for answer in answers]
+        # every trained position predicts the very token at that position
+        ids = batch["input_ids"][0, start:start + length].tolist()
+        assert all(label in (IGNORE_INDEX, token) for label, token in zip(labels[start:start + length], ids))
+    assert tokenizer.eos_token == "<|im_end|>"
+
+
+def test_own_template_needs_a_template_and_chatml_sets_one(tokenizer):
+    bare = copy.deepcopy(tokenizer)
+    bare.chat_template = None
+    with pytest.raises(ValueError, match="no chat template of its own; set model.chat_template=chatml"):
+        set_chat_template(bare, "own")
+    assert set_chat_template(bare, "chatml") == ["<|im_start|>", "<|im_end|>"]
+    assert bare.chat_template == CHATML_TEMPLATE
+
+
+def test_bad_conversation_file_names_file_and_line(tmp_path):
+    path = tmp_path / "conversations.jsonl"
+    good = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}
+    bad = {"messages": [{"role": "user", "content": "Hi"}, {"speaker": "TRUMP", "content": "Hello."}]}
+    path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(ValueError, match=rf"{path}:2: message 1 needs a role"):
+        read_conversations(path)
+    path.write_text(json.dumps({"messages": [{"role": "user", "content": "Hi"}]}) + "\n")
+    with pytest.raises(ValueError, match=rf"{path}:1: has no assistant message"):
+        read_conversations(path)
+
+
+@pytest.mark.slow
+def test_chatml_on_a_base_trains_only_the_template_token_rows(tmp_path, conversations):
+    """A template that is not the model's own: its two token rows are trained (besides LoRA),
+    every other embedding row stays as it was, and the adapter's tokenizer carries the template."""
+    from safetensors.torch import load_file
+
+    from lib.models import load_with_adapters, resolve_model
+
+    params = load_params("trump", "smoke", ["model.chat_template=chatml", "train_chat.max_steps=2",
+                                            "train_chat.learning_rate=0.01", "train_chat.warmup_steps=0"])
+    summary = train_lora(conversations[:4], tmp_path, params["train_chat"], params["model"], kind="chat",
+                         max_seq_length=params["train_chat"]["max_length"] * 4)
+    assert summary["finished"] and summary["steps"] == 2
+    adapter = tmp_path / "adapter"
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["trainable_token_indices"] == [1, 2]
+    saved = load_file(adapter / "adapter_model.safetensors")
+    assert not any(key.endswith("embed_tokens.weight") for key in saved), "the whole embedding matrix was saved"
+
+    merged, merged_tokenizer = load_with_adapters("embedded:smollm2-135m-instruct", [adapter], params["model"],
+                                                  merge=True)
+    assert merged_tokenizer.chat_template == CHATML_TEMPLATE and merged_tokenizer.eos_token == "<|im_end|>"
+    base_rows = load_file(Path(resolve_model("embedded:smollm2-135m-instruct")) / "model.safetensors")
+    base_embed = base_rows["model.embed_tokens.weight"]
+    changed = (merged.get_input_embeddings().weight != base_embed).any(dim=1).nonzero().flatten().tolist()
+    assert changed == [1, 2]

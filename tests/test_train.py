@@ -1,0 +1,195 @@
+"""LoRA training (lib/train.py) on real essay chunks with the embedded SmolLM2-135M:
+padding-free batches, resuming after SIGKILL, the time budget, checkpoints from other
+settings, and a 2-process (gloo) run of the same entry point."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import PYTHON, ROOT
+from lib.models import end_of_text_token, pick_backend
+from lib.params import load_params
+from lib.runfiles import read_jsonl, write_jsonl
+from lib.split import split_documents
+from lib.train import (add_lora, completion_examples, find_resume_checkpoint, load_base_for_training,
+                       padding_free_collator, prepare_checkpoints, spread_over_documents, train_lora)
+
+# four optimizer steps, a checkpoint every two, a learning rate that visibly moves the weights
+OVERRIDES = ["train_completion.max_steps=4", "train_completion.save_steps=2", "train_completion.batch_size=2",
+             "train_completion.learning_rate=0.001", "train_completion.warmup_steps=0", "split.max_tokens=128"]
+
+
+@pytest.fixture(scope="module")
+def params():
+    return load_params("pg", "smoke", OVERRIDES)
+
+
+@pytest.fixture(scope="module")
+def chunks(tmp_path_factory, tokenizer):
+    """02-format chunks of real essays (tests/fixtures/style/pg_documents.jsonl), 128 tokens at most."""
+    docs = read_jsonl(ROOT / "tests" / "fixtures" / "style" / "pg_documents.jsonl")[:4]
+    split = split_documents(docs, tokenizer, max_tokens=128, overlap_tokens=0, heldout_rule="newest",
+                            heldout_count=1, seed=1, end_token=end_of_text_token(tokenizer))
+    path = tmp_path_factory.mktemp("split") / "train.jsonl"
+    write_jsonl(path, split["train"][:24])
+    return path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, params, chunks):
+    """The reference: the same run, never interrupted."""
+    out = tmp_path_factory.mktemp("uninterrupted")
+    summary = train_lora(read_jsonl(chunks), out, params["train_completion"], params["model"],
+                         kind="completion", max_seq_length=128)
+    return out, summary
+
+
+def adapter_weights(out_dir):
+    return load_file(out_dir / "adapter" / "adapter_model.safetensors")
+
+
+def assert_same_adapter(a, b):
+    first, second = adapter_weights(a), adapter_weights(b)
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.allclose(first[key], second[key], atol=1e-6, rtol=1e-4), key
+
+
+def test_backend_on_a_cpu_machine():
+    assert pick_backend("auto") == "hf"
+    assert pick_backend("hf") == "hf"
+    with pytest.raises(RuntimeError, match="model.backend=unsloth needs a CUDA GPU and the unsloth package"):
+        pick_backend("unsloth")
+
+
+def test_chunk_longer_than_split_max_tokens_is_a_clear_error(tokenizer):
+    record = {"id": "pg-1#0", "text": "Title: X\n\n" + "word " * 300}
+    with pytest.raises(ValueError, match=r"chunk pg-1#0: \d+ tokens, over split.max_tokens=128"):
+        completion_examples(tokenizer, [record], 128)
+
+
+def test_scored_heldout_chunks_cover_every_document(chunks):
+    records = read_jsonl(chunks)
+    picked = spread_over_documents(records, 4)
+    documents = list(dict.fromkeys(r["doc_id"] for r in records))
+    assert len(picked) == 4 and {r["doc_id"] for r in picked} == set(documents[:4])
+    assert picked[0] == records[0]  # each document's first chunk first
+    assert spread_over_documents(records, 0) == records
+
+
+def test_padding_free_batch_gives_the_loss_of_separate_examples(params, chunks):
+    """Examples laid end to end in one row do not attend to each other: the summed loss of
+    the packed row equals the summed losses of the examples run one by one."""
+    model, tokenizer = load_base_for_training(params["model"]["base"], params["model"], "hf", 128)
+    model = add_lora(model, params["train_completion"], "hf", [])
+    examples, _ = completion_examples(tokenizer, read_jsonl(chunks)[:3], 128)
+    batch = padding_free_collator(tokenizer)(examples)
+    assert batch["input_ids"].shape[0] == 1 and "attention_mask" not in batch
+    with torch.no_grad():
+        packed = model(**batch).loss * (batch["labels"] != -100).sum()
+        separate = sum(model(input_ids=torch.tensor([e["input_ids"]]), labels=torch.tensor([e["labels"]])).loss
+                       * (len(e["input_ids"]) - 1) for e in examples)
+        leaky = model(input_ids=batch["input_ids"], labels=batch["labels"]).loss * (batch["labels"] != -100).sum()
+    assert torch.isclose(packed, separate, rtol=1e-4), (packed, separate)
+    assert not torch.isclose(leaky, separate, rtol=1e-3), "without positions the examples would see each other"
+
+
+@pytest.mark.slow
+def test_uninterrupted_run_reports_and_is_reused(uninterrupted, params, chunks, tokenizer):
+    out, summary = uninterrupted
+    assert summary["finished"] and summary["steps"] == 4 and summary["backend"] == "hf"
+    assert summary["nonpad_share"] == 1.0 and summary["tokens_per_s"] > 0
+    lengths = [len(e["input_ids"]) for e in completion_examples(tokenizer, read_jsonl(chunks), 128)[0]]
+    assert 8 * min(lengths) <= summary["train_tokens_this_run"] <= 8 * max(lengths)  # 4 steps x 2 chunks
+    log = read_jsonl(out / "train_log.jsonl")
+    assert [e["step"] for e in log if "loss" in e] == [1, 2, 3, 4]
+    assert any(w.abs().sum() > 0 for k, w in adapter_weights(out).items() if "lora_B" in k), "LoRA B never moved"
+    stamp = (out / "adapter" / "adapter_model.safetensors").stat().st_mtime
+    again = train_lora(read_jsonl(chunks), out, params["train_completion"], params["model"],
+                       kind="completion", max_seq_length=128)
+    assert again == summary
+    assert (out / "adapter" / "adapter_model.safetensors").stat().st_mtime == stamp
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_ends_where_an_uninterrupted_run_ends(tmp_path, uninterrupted, params, chunks):
+    out = tmp_path / "killed"
+    command = [PYTHON, "-m", "lib.train", "completion", "--persona", "pg", "--profile", "smoke",
+               "--data", str(chunks), "--out", str(out)] + [arg for o in OVERRIDES for arg in ("--set", o)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while find_resume_checkpoint(out / "checkpoints") is None:
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        assert time.time() < deadline, "no checkpoint within 5 minutes"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    killed_at = int(find_resume_checkpoint(out / "checkpoints").name.split("-")[1])
+    assert killed_at < 4 and not (out / "adapter").exists()
+
+    summary = train_lora(read_jsonl(chunks), out, params["train_completion"], params["model"],
+                         kind="completion", max_seq_length=128)
+    assert summary["finished"] and summary["resumed_from_step"] == killed_at and summary["steps"] == 4
+    assert_same_adapter(out, uninterrupted[0])
+    log = read_jsonl(out / "train_log.jsonl")
+    assert [e["step"] for e in log if "loss" in e] == [1, 2, 3, 4]  # the curve survives the kill
+
+
+@pytest.mark.slow
+def test_time_budget_saves_and_stops_and_the_next_run_finishes(tmp_path, uninterrupted, params, chunks):
+    out = tmp_path / "budget"
+    records = read_jsonl(chunks)
+    budgeted = dict(params["train_completion"], time_budget_min=0.0001)
+    stopped = train_lora(records, out, budgeted, params["model"], kind="completion", max_seq_length=128)
+    assert not stopped["finished"] and stopped["stopped_by_time_budget"] and stopped["steps"] == 1
+    assert find_resume_checkpoint(out / "checkpoints").name == "checkpoint-1"
+    assert not (out / "adapter").exists()
+    finished = train_lora(records, out, params["train_completion"], params["model"], kind="completion",
+                          max_seq_length=128)
+    assert finished["finished"] and finished["resumed_from_step"] == 1
+    assert_same_adapter(out, uninterrupted[0])
+
+
+@pytest.mark.slow
+def test_checkpoints_of_other_settings_are_set_aside(tmp_path, uninterrupted):
+    checkpoints = tmp_path / "checkpoints"
+    shutil.copytree(uninterrupted[0] / "checkpoints", checkpoints)
+    config = json.loads((checkpoints / "run_config.json").read_text())
+    newest = find_resume_checkpoint(checkpoints)
+    assert prepare_checkpoints(checkpoints, config, is_main=True) == newest
+
+    # a save killed while writing trainer_state.json: that checkpoint is skipped and removed
+    state = newest / "trainer_state.json"
+    state.write_text(state.read_text()[:100])
+    previous = find_resume_checkpoint(checkpoints, remove_incomplete=True)
+    assert previous is not None and previous != newest and not newest.exists()
+
+    changed = dict(config, train=dict(config["train"], lora_r=8))
+    assert prepare_checkpoints(checkpoints, changed, is_main=True) is None
+    assert (tmp_path / "checkpoints.old" / previous.name).is_dir()
+    assert json.loads((checkpoints / "run_config.json").read_text()) == changed
+
+
+@pytest.mark.slow
+def test_two_processes_over_gloo_train_and_save_one_adapter(tmp_path, chunks, tokenizer):
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    command = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+               "-m", "lib.train", "completion", "--persona", "pg", "--profile", "smoke",
+               "--data", str(chunks), "--out", str(out), "--set", "train_completion.max_steps=2",
+               "--set", "split.max_tokens=128"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["finished"] and summary["steps"] == 2
+    lengths = [len(e["input_ids"]) for e in completion_examples(tokenizer, read_jsonl(chunks), 128)[0]]
+    # 2 steps x 2 processes x 2 chunks, counted over both processes
+    assert 8 * min(lengths) <= summary["train_tokens_this_run"] <= 8 * max(lengths)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["adapter", "checkpoints"]
+    assert any("lora_B" in key for key in adapter_weights(out))
