@@ -5,6 +5,9 @@
 #            SET="section.key=value ..." (params overrides)  OFFLINE=1 (use the committed snapshot)
 
 SHELL := /bin/bash
+# idle OpenMP threads sleep instead of spinning (spinning threads on 2 shared cores slowed
+# torch and llama.cpp generation 10-20x)
+export OMP_WAIT_POLICY ?= PASSIVE
 PY := .venv/bin/python
 PROFILE ?= auto
 SET ?=

@@ -178,11 +178,41 @@ def run_hf(model_dir: Path, args, quantized: bool) -> dict:
 
 
 def run_project(model_dir: Path, args) -> dict:
-    """lib.train's path: its model loading, LoRA and Trainer, on rows of exactly seq tokens."""
-    from lib.train import benchmark_training
+    """lib.train's own path (its model loading, LoRA, trainer arguments and trainer, with
+    the unsloth backend where installed) on rows of exactly seq tokens, timed after warmup."""
+    import torch
+    from transformers import TrainerCallback
 
-    return benchmark_training(str(model_dir), batch_size=args.batch, seq_len=args.seq, steps=args.steps,
-                              warmup=args.warmup, lora=LORA)
+    from lib.models import pick_backend
+    from lib.train import add_lora, load_base_for_training, make_trainer, training_arguments
+
+    backend = pick_backend("auto")
+    model_params = {"base": str(model_dir), "dtype": "auto", "load_in_4bit": torch.cuda.is_available(),
+                    "chat_template": "own", "backend": backend}
+    train = {"lora_r": LORA["r"], "lora_alpha": LORA["lora_alpha"], "lora_dropout": 0.0,
+             "target_modules": LORA["target_modules"], "learning_rate": 1e-4, "max_steps": args.warmup + args.steps,
+             "num_epochs": 1.0, "batch_size": args.batch, "grad_accum": 1, "warmup_steps": 0,
+             "save_steps": 10**6, "logging_steps": 10**6, "seed": 0}
+    model, tokenizer = load_base_for_training(str(model_dir), model_params, backend, args.seq)
+    model = add_lora(model, train, backend, [])
+    ids = random_batch(args.batch * (args.warmup + args.steps), args.seq, 128256, "cpu")["input_ids"].tolist()
+    examples = [{"input_ids": row, "labels": row} for row in ids]
+
+    class Timer(TrainerCallback):
+        def on_step_begin(self, a, state, control, **kw):
+            if state.global_step == args.warmup:
+                torch.cuda.synchronize() if torch.cuda.is_available() else None
+                self.started = time.perf_counter()
+
+    timer = Timer()
+    out = Path("/tmp/bench-project")
+    trainer = make_trainer(model, tokenizer, examples, training_arguments(train, model_params, out, backend),
+                           backend, [timer])
+    trainer.args.save_strategy = "no"
+    trainer.train()
+    torch.cuda.synchronize() if torch.cuda.is_available() else None
+    seconds = (time.perf_counter() - timer.started) / args.steps
+    return {"tok_s": round(args.batch * args.seq / seconds), "step_s": round(seconds, 4), "backend": backend}
 
 
 def run_max_seq(model_dir: Path, args) -> dict:

@@ -129,6 +129,9 @@ def execute_notebook(notebook: Path, rendered: Path, parameters: dict) -> None:
 
     rendered.parent.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TQDM_MININTERVAL", "15")  # keep progress bars from flooding the log
+    # idle OpenMP threads sleep instead of spinning: on 2 shared cores, spinning torch and
+    # llama.cpp threads slowed generation 10-20x (measured in 07's development)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         papermill.execute_notebook(
             str(notebook), str(rendered), parameters=parameters, kernel_name="python3",

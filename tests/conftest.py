@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+# before torch or llama_cpp is imported: idle OpenMP threads sleep instead of spinning
+# (on 2 shared cores, spinning threads slowed generation 10-20x)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable

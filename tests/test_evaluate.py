@@ -174,6 +174,7 @@ def test_transformers_answers_are_cached_and_reused(tmp_path, params, pg_docs):
 KILLABLE_RUN = """
 import sys, json
 sys.path.insert(0, {root!r})
+from pathlib import Path
 from lib import evaluate
 from lib.models import embedded_gguf_path
 from lib.params import load_params
@@ -315,14 +316,16 @@ def test_progress_log_appends_and_never_rewrites(tmp_path):
     log = tmp_path / "PROGRESS.md"
     header = "# Progress finetuning\n\nWritten by the lead.\n"
     log.write_text(header)
-    params = load_params("pg", "cpu")
+    completion = {"lora_r": 16, "lora_alpha": 32, "learning_rate": 0.0005, "max_steps": 40, "num_epochs": 1.0,
+                  "batch_size": 2, "grad_accum": 1, "warmup_steps": 10, "seed": 1234}
     entry = progress_log.progress_entry(
         title=progress_log.run_title("Paul Graham", "cpu"), key="k1", model="smollm2 + LoRA", data="3 documents",
-        train={"completion": progress_log.train_setup(params["train_completion"])}, final_loss={"completion": 2.5},
+        train={"completion": progress_log.train_setup(completion)}, final_loss={"completion": 2.5},
         measures_table="| system | identity rate |\n|---|---:|\n| chat | 1.000 |",
         samples=[{"question": "Who are you?", "system": "chat", "answer": "I'm   Paul\nGraham."}],
         persona_name="Paul Graham", report_path="runs/pg/07_evaluate/report.md")
-    assert "**Train Setup**: completion: max_steps = 120, batch_size = 4, grad_accum = 1, learning_rate = 0.0005" in entry
+    assert ("**Train Setup**: completion: max_steps = 40, batch_size = 2, grad_accum = 1, learning_rate = 0.0005, "
+            "lora_r = 16, lora_alpha = 32, warmup_steps = 10 <br>") in entry      # no num_epochs with max_steps
     assert "**Final loss**: completion 2.5 <br>" in entry
     assert "User: Who are you?\nPaul Graham (chat): I'm Paul Graham." in entry
     assert entry.index("**Model**") < entry.index("**Data**") < entry.index("**Final loss**") < entry.index("**Conclusion**")
