@@ -67,4 +67,7 @@ def test_evaluation_report_and_progress_entry(chain):
         assert measure in m and len(m[measure]) >= 3, measure
     assert (chain["runs"] / "07_evaluate" / "report.md").is_file()
     progress = chain["progress"].read_text()
-    assert progress.count("\n## ") >= 1 and "Conclusion" in progress
+    name = "Paul Graham" if chain["persona"] == "pg" else "Donald Trump"
+    assert progress.startswith("# Progress log\n")  # what was there is kept
+    assert progress.count(f"### {name}: smoke run") == 1 and "**Conclusion**" in progress
+    assert "| base_prompted |" in progress and "| chat |" in progress
