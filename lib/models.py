@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from lib.runfiles import cache_root
+from lib.runfiles import atomic_folder, cache_root
 
 # written last into a converted folder; a folder without it (an older conversion with the
 # wrong eos token, or an interrupted one) is converted again
@@ -52,19 +52,11 @@ def convert_embedded_model(name: str, out_dir: Path) -> Path:
         model.hf_quantizer.remove_quantization_config(model)
     fix_special_tokens(tokenizer, model.config)
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+    with atomic_folder(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         restore_byte_level_tokenizer(tmp / "tokenizer.json")
         (tmp / CONVERSION_MARKER).write_text(f"converted from {gguf.name}\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return out_dir
 
 
@@ -219,9 +211,7 @@ def merge_adapters_16bit(base: str, adapters, out_dir: Path, model_params: dict 
     model_params = dict(model_params or {})
     adapters = [Path(a) for a in adapters]
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+    with atomic_folder(out_dir) as tmp:
         if pick_backend(model_params.get("backend", "auto")) == "unsloth":
             save_merged_with_unsloth(base, adapters, tmp, model_params)
         else:
@@ -229,12 +219,6 @@ def merge_adapters_16bit(base: str, adapters, out_dir: Path, model_params: dict 
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             del model
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return out_dir
 
 

@@ -38,12 +38,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from lib.models import pick_backend, resolve_model
-from lib.runfiles import ROOT, read_json, read_jsonl, write_json, write_jsonl
+from lib.runfiles import ROOT, atomic_folder, read_json, read_jsonl, write_json, write_jsonl
 
 KINDS = {"completion": "train_completion", "chat": "train_chat"}
 SUMMARY_FILE = "train_summary.json"
@@ -307,17 +306,9 @@ def finished_summary(out_dir: Path, config_digest: str) -> dict | None:
 def save_adapter(model, tokenizer, adapter_dir: Path) -> Path:
     """The LoRA adapter and tokenizer (with its chat template), written to a temporary
     folder and renamed into place."""
-    adapter_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=adapter_dir.parent, prefix=f".{adapter_dir.name}."))
-    try:
+    with atomic_folder(adapter_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if adapter_dir.exists():
-            shutil.rmtree(adapter_dir)
-        tmp.rename(adapter_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return adapter_dir
 
 
