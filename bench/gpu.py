@@ -54,10 +54,13 @@ def llama3_config(shape: str):
                        eos_token_id=128001, **SHAPES[shape])
 
 
-def save_random_model(shape: str, out_dir: Path, tokenizer_dir: Path) -> Path:
-    """A randomly initialised Llama-3-shaped model in bf16, saved with a tokenizer, once."""
+def save_random_model(shape: str, out_dir: Path, tokenizer: str) -> Path:
+    """A randomly initialised Llama-3-shaped model in bf16, saved once with a tokenizer
+    (a local folder, a hub id, or an embedded model, converted on first use)."""
     import torch
-    from transformers import AutoTokenizer, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
+
+    from lib.models import load_tokenizer
 
     if (out_dir / "config.json").is_file():
         return out_dir
@@ -66,7 +69,7 @@ def save_random_model(shape: str, out_dir: Path, tokenizer_dir: Path) -> Path:
     with torch.device(device):
         model = LlamaForCausalLM(llama3_config(shape)).to(dtype)
     model.save_pretrained(out_dir)
-    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(out_dir)
+    load_tokenizer(tokenizer).save_pretrained(out_dir)
     del model
     gc.collect()
     torch.cuda.empty_cache() if device == "cuda" else None
@@ -254,7 +257,8 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--modes", default="project,unsloth,hf_qlora,max_seq_t4")
     parser.add_argument("--model-dir", type=Path, default=None)
-    parser.add_argument("--tokenizer-dir", type=Path, default=ROOT / ".cache" / "models" / "smollm2-135m-instruct")
+    parser.add_argument("--tokenizer", default="embedded:smollm2-135m-instruct",
+                        help="tokenizer to save with the random model: folder, hub id or embedded:<name>")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
 
@@ -263,7 +267,7 @@ def main(argv=None) -> int:
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     model_dir = args.model_dir or Path(os.environ.get("BENCH_MODEL_DIR", "/tmp")) / f"random-llama3-{args.shape}"
-    save_random_model(args.shape, model_dir, args.tokenizer_dir)
+    save_random_model(args.shape, model_dir, args.tokenizer)
     peak = device_peak_tflops()
     report = {"date": datetime.date.today().isoformat(), "device": device, "torch": torch.__version__,
               "transformers": transformers.__version__, "shape": args.shape, "seq_len": args.seq,
