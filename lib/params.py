@@ -192,6 +192,13 @@ def check_values(params: dict, persona_file: Path) -> None:
     for level in params["quantize"]["levels"]:
         if level not in QUANT_LEVELS:
             fail("quantize.levels", f"has unknown level {level!r} (known: {', '.join(QUANT_LEVELS)})")
+    prompts = params["quantize"]["sample_prompts"]
+    if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
+        fail("quantize.sample_prompts", "must be a list of one or more non-empty questions")
+    if params["quantize"]["sample_seeds"] < 1:
+        fail("quantize.sample_seeds", "must be at least 1")
+    if not 0 <= params["quantize"]["max_degenerate_excess"] < 1:
+        fail("quantize.max_degenerate_excess", "must be in [0, 1)")
     for section, values in params.items():
         for key, value in values.items():
             if isinstance(value, str) and SECRET_VALUE_PATTERN.match(value):

@@ -5,8 +5,9 @@ against the f16 GGUF: perplexity, mean KL divergence of the next-token distribut
 top-1 agreement (llama.cpp's own `llama-perplexity --kl-divergence` statistics). Checked on
 the f16 GGUF: the tokenizer gives the transformers tokenizer's ids, one BOS at most, the
 embedded chat template is the training one and renders the same prompt, the end-of-turn
-token is one llama.cpp stops at, and a real chat reply does stop. Every GGUF's chat reply is
-checked for degeneration (one token repeated, a loop).
+token is one llama.cpp stops at, and a real chat reply does stop. Every GGUF answers the same
+prompts with the same seeds, and a quant whose replies degenerate (one token repeated, a loop)
+more often than f16's is refused.
 
 Everything that loads a GGUF runs in a child process (`python -m lib.quant_gate NAME ...`):
 llama.cpp aborts the whole process on some broken files (an unknown byte in a wrong
@@ -181,20 +182,23 @@ def score_in_process(gguf_path: str, chunks: list[list[int]], reference_path: st
 
 
 def chat_in_process(gguf_path: str, conversations: list[list[dict]], max_tokens, seed: int = 1234,
-                    temperature: float = 0.7, n_ctx: int = 1024) -> list[dict]:
-    """One chat reply per conversation through llama-cpp-python's chat path (the GGUF's own
-    template, stop at end-of-generation tokens): text, finish_reason, the reply's token ids.
+                    temperature: float = 0.7, n_ctx: int = 1024, n_seeds: int = 1) -> list[dict]:
+    """Chat replies through llama-cpp-python's chat path (the GGUF's own template, stop at
+    end-of-generation tokens), one per conversation and seed (seed, seed+1, ... n_seeds of
+    them): text, finish_reason, the reply's token ids, the seed and the conversation's index.
     max_tokens: one limit for all, or a list with one per conversation."""
     llm = load_llama(gguf_path, n_ctx=n_ctx, seed=seed)
     limits = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(conversations)
     replies = []
-    for messages, limit in zip(conversations, limits):
-        response = llm.create_chat_completion(messages=messages, max_tokens=limit, temperature=temperature,
-                                              seed=seed)
-        text = response["choices"][0]["message"]["content"] or ""
-        replies.append({"text": text, "finish_reason": response["choices"][0]["finish_reason"],
-                        "completion_tokens": response["usage"]["completion_tokens"],
-                        "token_ids": llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)})
+    for reply_seed in range(seed, seed + n_seeds):
+        for index, (messages, limit) in enumerate(zip(conversations, limits)):
+            response = llm.create_chat_completion(messages=messages, max_tokens=limit, temperature=temperature,
+                                                  seed=reply_seed)
+            text = response["choices"][0]["message"]["content"] or ""
+            replies.append({"text": text, "finish_reason": response["choices"][0]["finish_reason"],
+                            "completion_tokens": response["usage"]["completion_tokens"],
+                            "token_ids": llm.tokenize(text.encode("utf-8"), add_bos=False, special=False),
+                            "seed": reply_seed, "conversation": index})
     return replies
 
 
@@ -353,10 +357,10 @@ def score_gguf(gguf_path: Path, chunks: list[list[int]], reference_path: Path, w
 
 
 def chat_with_gguf(gguf_path: Path, conversations: list[list[dict]], max_tokens, seed: int = 1234,
-                   temperature: float = 0.7) -> list[dict]:
+                   temperature: float = 0.7, n_seeds: int = 1) -> list[dict]:
     """chat_in_process in a child process."""
     return run_isolated("chat", gguf_path=str(gguf_path), conversations=conversations, max_tokens=max_tokens,
-                        seed=seed, temperature=temperature)
+                        seed=seed, temperature=temperature, n_seeds=n_seeds)
 
 
 def stop_check_gguf(gguf_path: Path, messages: list[dict], max_tokens: int, seed: int = 1234, attempts: int = 3) -> dict:
@@ -392,10 +396,45 @@ def degeneration_problems(reply: dict) -> list[str]:
     return problems
 
 
-def gate_problems(results: dict, max_kld_q8_0: float, max_ppl_ratio: float) -> list[str]:
+def degenerate_replies(replies: list[dict]) -> list[tuple[dict, list[str]]]:
+    """The degenerate ones among replies, each with its problems."""
+    flagged = [(reply, degeneration_problems(reply)) for reply in replies]
+    return [(reply, problems) for reply, problems in flagged if problems]
+
+
+def chat_degeneration_problems(results: dict, max_degenerate_excess: float) -> list[str]:
+    """Degeneration judged against f16 on the same prompts and seeds: a small finetune loops
+    now and then whatever its precision, so one looping reply says little about a quant.
+    Refused: a file whose every sampled reply is degenerate (gibberish, or a finetune that
+    only loops), and a quant whose share of degenerate replies exceeds f16's by more than
+    max_degenerate_excess."""
+    problems = []
+    f16_replies = results.get("f16", {}).get("chat", [])
+    f16_share = len(degenerate_replies(f16_replies)) / len(f16_replies) if f16_replies else 0.0
+    for name, result in results.items():
+        replies = result.get("chat", [])
+        if not replies:
+            continue
+        bad = degenerate_replies(replies)
+        share = len(bad) / len(replies)
+        if not bad:
+            continue
+        example = f"{bad[0][1][0]}: {bad[0][0]['text'][:120]!r}"
+        if share == 1.0:
+            problems.append(f"{name}: all {len(replies)} sampled chat replies are degenerate (first: {example})")
+        elif name != "f16" and share - f16_share > max_degenerate_excess:
+            problems.append(f"{name}: {len(bad)} of {len(replies)} sampled chat replies are degenerate against "
+                            f"f16's {f16_share:.0%} on the same prompts and seeds (limit "
+                            f"quantize.max_degenerate_excess={max_degenerate_excess}; first: {example})")
+    return problems
+
+
+def gate_problems(results: dict, max_kld_q8_0: float, max_ppl_ratio: float,
+                  max_degenerate_excess: float = 0.25) -> list[str]:
     """Every reason to refuse the export. results: {"f16": {...}, "<quant>": {...}} with the
-    score fields (ppl, kld, top1, nonfinite_positions), "chat" replies, "format" (the
-    check_format result) and, for f16, "stop_reply" (its end-of-turn must stop it)."""
+    score fields (ppl, kld, top1, nonfinite_positions), "chat" replies (the same prompts and
+    seeds for every file), "format" (the check_format result) and, for f16, "stop_reply"
+    (its end-of-turn must stop it)."""
     problems = []
     f16 = results["f16"]
     for result in results.values():
@@ -417,10 +456,7 @@ def gate_problems(results: dict, max_kld_q8_0: float, max_ppl_ratio: float) -> l
             problems.append(f"q8_0: mean KL divergence from f16 is {result['kld']:.4f}, above "
                             f"quantize.max_kld_q8_0={max_kld_q8_0} (llama.cpp measures ~0.0014 for Llama-3-8B): "
                             f"the conversion or the quantized weights are broken")
-        for reply in result.get("chat", []):
-            for problem in degeneration_problems(reply):
-                problems.append(f"{name}: degenerate chat reply - {problem}: {reply['text'][:120]!r}")
-    return problems
+    return problems + chat_degeneration_problems(results, max_degenerate_excess)
 
 
 def enforce_gate(problems: list[str]) -> None:

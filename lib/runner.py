@@ -5,7 +5,7 @@
     python -m lib.runner trump scrape split --profile smoke --set split.max_tokens=256
 
 Params are loaded and validated before anything is written. A stage is skipped when its
-notebook, lib/ code, params sections and upstream runs are unchanged since it last
+notebook, the lib/ modules it imports, params sections and upstream runs are unchanged since it last
 finished (runs/<persona>/<stage>/.fingerprint); --force (FORCE=1) reruns it. The executed
 notebook is rendered to results/<persona>/<stage>.ipynb with secrets redacted; a failed
 stage keeps its rendered notebook (the error visible) and has no metrics.json.
@@ -13,6 +13,7 @@ stage keeps its rendered notebook (the error visible) and has no metrics.json.
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import logging
@@ -69,16 +70,37 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def code_digest() -> str:
-    """One digest over every lib/*.py: a code change reruns the stages."""
+def lib_imports(path: Path) -> set[str]:
+    """The lib modules a Python file (a notebook's .py or a lib module) imports, anywhere in it."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[1] for alias in node.names if alias.name.startswith("lib."))
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module == "lib":
+                names.update(alias.name for alias in node.names)
+            elif node.module.startswith("lib."):
+                names.add(node.module.split(".")[1])
+    return {name for name in names if (ROOT / "lib" / f"{name}.py").is_file()}
+
+
+def stage_code_digest(stage: str) -> str:
+    """One digest over the lib modules a stage's notebook uses, directly or through other lib
+    modules: a change to 07's scoring code does not retrain 03."""
+    todo, modules = list(lib_imports(NOTEBOOKS / f"{stage}.py")), set()
+    while todo:
+        name = todo.pop()
+        if name not in modules:
+            modules.add(name)
+            todo.extend(lib_imports(ROOT / "lib" / f"{name}.py"))
     digest = hashlib.sha256()
-    for path in sorted((ROOT / "lib").glob("*.py")):
-        digest.update(path.name.encode() + file_digest(path).encode())
+    for name in sorted(modules):
+        digest.update(name.encode() + file_digest(ROOT / "lib" / f"{name}.py").encode())
     return digest.hexdigest()
 
 
 def stage_fingerprint(persona: str, stage: str, params: dict) -> str:
-    """Digest of what a stage's result depends on: its notebook, lib/, its params sections,
+    """Digest of what a stage's result depends on: its notebook, the lib code it uses, its params sections,
     OFFLINE, and the fingerprints of the upstream runs it reads."""
     upstream = {}
     for up in UPSTREAM[stage]:
@@ -86,7 +108,7 @@ def stage_fingerprint(persona: str, stage: str, params: dict) -> str:
         upstream[up] = marker.read_text() if marker.is_file() else None
     material = {
         "notebook": file_digest(NOTEBOOKS / f"{stage}.ipynb"),
-        "code": code_digest(),
+        "code": stage_code_digest(stage),
         "params": {section: params[section] for section in SECTIONS[stage]},
         "profile": params["run"]["profile"],
         "offline": os.environ.get("OFFLINE", ""),

@@ -21,9 +21,10 @@
 # the adapters are merged into a 16-bit reload of the base, the GGUF is made by llama.cpp's own
 # converter, and each quant's quality is measured with llama.cpp against f16 on text the model
 # never trained on: perplexity, KL divergence and top-1 agreement. The stage fails, with the
-# reasons, when q8_0 drifts too far from f16, when any quant's perplexity jumps or its chat
-# reply degenerates, or when the f16 file's tokenizer, BOS, template or end-of-turn stop do not
-# match training.
+# reasons, when q8_0 drifts too far from f16, when any quant's perplexity jumps, when a
+# quant's chat replies degenerate (loop, repeat one token) more often than f16's on the same
+# prompts and seeds (a small finetune loops now and then at any precision), or when the f16
+# file's tokenizer, BOS, template or end-of-turn stop do not match training.
 
 # %% tags=["parameters"]
 persona = "pg"    # which params/<persona>.yaml
@@ -192,26 +193,26 @@ reference = OUT / ".gate" / "f16_logprobs.npy"
 reference.parent.mkdir(exist_ok=True)
 
 system = [{"role": "system", "content": P["persona"]["system_prompt"]}] if P["persona"]["system_prompt"] else []
-conversations = [system + [{"role": "user", "content": Q["stop_check_prompt"]}],
-                 system + [{"role": "user", "content": Q["sample_prompt"]}]]
+stop_conversation = system + [{"role": "user", "content": Q["stop_check_prompt"]}]
+sample_conversations = [system + [{"role": "user", "content": prompt}] for prompt in Q["sample_prompts"]]
 started = time.time()
 results = {"f16": gate.score_gguf(gguf("f16"), chunks, reference, write_reference=True)}
 for name, path in tqdm(quants.items(), desc="score"):
     results[name] = gate.score_gguf(path, chunks, reference)
 # f16: tokenizer, template, BOS and end-of-turn checks, and a reply that must stop by itself
-results["f16"]["format"] = gate.check_gguf_format(gguf("f16"), tokenizer_dir, conversations[1], samples=heldout[:3])
-stop_reply = gate.stop_check_gguf(gguf("f16"), conversations[0], Q["stop_check_max_tokens"], seed=Q["seed"])
-sample = gate.chat_with_gguf(gguf("f16"), conversations[1:], max_tokens=Q["sample_max_new_tokens"], seed=Q["seed"])
-results["f16"].update(stop_reply=stop_reply, chat=[stop_reply, *sample],
-                      size_mb=round(gguf("f16").stat().st_size / 2**20, 2))
-# each quant: the f16 file's metadata unchanged, and a chat sample that must not degenerate
-for name, path in tqdm(quants.items(), desc="chat samples"):
-    results[name]["format"] = {"problems": gate.metadata_problems(gguf("f16"), path)}
-    results[name]["chat"] = gate.chat_with_gguf(path, conversations[1:], seed=Q["seed"],
+results["f16"]["format"] = gate.check_gguf_format(gguf("f16"), tokenizer_dir, sample_conversations[0],
+                                                  samples=heldout[:3])
+results["f16"]["stop_reply"] = gate.stop_check_gguf(gguf("f16"), stop_conversation, Q["stop_check_max_tokens"],
+                                                    seed=Q["seed"])
+# every file answers the same prompts with the same seeds; each quant carries f16's metadata
+for name, path in tqdm({"f16": gguf("f16"), **quants}.items(), desc="chat samples"):
+    if name != "f16":
+        results[name]["format"] = {"problems": gate.metadata_problems(gguf("f16"), path)}
+    results[name]["chat"] = gate.chat_with_gguf(path, sample_conversations, seed=Q["seed"], n_seeds=Q["sample_seeds"],
                                                 max_tokens=Q["sample_max_new_tokens"])
     results[name]["size_mb"] = round(path.stat().st_size / 2**20, 2)
 timings["gate_s"] = round(time.time() - started, 1)
-problems = gate.gate_problems(results, Q["max_kld_q8_0"], Q["max_ppl_ratio"])
+problems = gate.gate_problems(results, Q["max_kld_q8_0"], Q["max_ppl_ratio"], Q["max_degenerate_excess"])
 write_json(OUT / "gate.json", {"passed": not problems, "problems": problems, "results": results})
 
 # %%
@@ -225,9 +226,12 @@ print("\nf16 checks:", results["f16"]["format"]["facts"])
 stop = results["f16"]["stop_reply"]
 print(f"\nstop check on f16, {Q['stop_check_prompt']!r}: {stop['finish_reason']} after "
       f"{stop['completion_tokens']} tokens (try {stop['attempts']})\n{stop['text']}")
-print(f"\nchat sample, {Q['sample_prompt']!r}:")
+print(f"\ndegenerate chat replies ({len(Q['sample_prompts'])} prompts x {Q['sample_seeds']} seeds):")
 for name, r in results.items():
-    print(f"--- {name}\n{r['chat'][-1]['text']}")
+    print(f"  {name:<16}{len(gate.degenerate_replies(r['chat']))} of {len(r['chat'])}")
+print(f"\nfirst chat sample, {Q['sample_prompts'][0]!r}, seed {Q['seed']}:")
+for name, r in results.items():
+    print(f"--- {name}\n{r['chat'][0]['text']}")
 
 # %%
 if problems:
@@ -263,7 +267,8 @@ if not Q["keep_merged"]:
 per_file = {name: {"file": (gguf("f16") if name == "f16" else quants[name]).name, "size_mb": r["size_mb"],
                    "ppl": r["ppl"], "ppl_ratio": r["ppl"] / results["f16"]["ppl"] if r["ppl"] else None,
                    "kld": r.get("kld"), "kld_p99": r.get("kld_p99"), "top1": r.get("top1"),
-                   "chat_sample": r["chat"][-1]["text"]}
+                   "chat_sample": r["chat"][0]["text"],
+                   "degenerate_replies": len(gate.degenerate_replies(r["chat"])), "chat_replies": len(r["chat"])}
             for name, r in results.items()}
 write_metrics(OUT, {
     "quants": {name: v for name, v in per_file.items() if name != "f16"},

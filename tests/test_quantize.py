@@ -206,6 +206,22 @@ def test_degenerate_replies_are_recognised():
     assert gate.degeneration_problems(fine) == []
 
 
+def test_degeneration_is_judged_against_f16_on_the_same_prompts():
+    fine = {"text": "I write essays.", "token_ids": list(range(100, 130))}
+    loop = {"text": "I have a lot of projects going on. " * 8, "token_ids": [40, 617, 253, 2846, 282, 2066] * 8}
+    chat = {"f16": [loop, fine, fine, fine], "q8_0": [fine, loop, fine, fine], "q4_k_m": [loop, loop, loop, fine]}
+    problems = gate.chat_degeneration_problems({name: {"chat": replies} for name, replies in chat.items()}, 0.25)
+    # one loop in four, as often as f16: a trait of the finetune, not of the quant
+    assert not any(p.startswith("q8_0") for p in problems)
+    assert len(problems) == 1 and problems[0].startswith("q4_k_m: 3 of 4 sampled chat replies are degenerate "
+                                                         "against f16's 25%"), problems
+    # a file that only loops is refused whatever f16 does, f16 included
+    chat = {"f16": [loop, loop], "q8_0": [loop, loop]}
+    problems = gate.chat_degeneration_problems({name: {"chat": replies} for name, replies in chat.items()}, 0.25)
+    assert [p.split(":")[0] for p in problems] == ["f16", "q8_0"]
+    assert "all 2 sampled chat replies are degenerate" in problems[0]
+
+
 def test_adapter_gguf_on_the_base_equals_the_merged_model(exported, chunks, work):
     from lib.models import resolve_model
 

@@ -28,6 +28,23 @@ def test_resolve_stages():
         resolve_stages(["splat"])
 
 
+def test_a_stage_depends_on_the_lib_modules_it_uses(monkeypatch):
+    import lib.runner as runner
+
+    assert {"quant_gate", "gguf_export", "runfiles"} <= runner.lib_imports(ROOT / "notebooks" / "06_quantize.py")
+    before = {stage: runner.stage_code_digest(stage) for stage in ("03_completion", "06_quantize", "07_evaluate")}
+    real_digest = runner.file_digest
+    # an edit to the evaluation code: 07 reruns, training and quantization do not
+    monkeypatch.setattr(runner, "file_digest", lambda path: "edited" if path.name == "evaluate.py" else real_digest(path))
+    after = {stage: runner.stage_code_digest(stage) for stage in before}
+    assert after["07_evaluate"] != before["07_evaluate"]
+    assert after["03_completion"] == before["03_completion"] and after["06_quantize"] == before["06_quantize"]
+    # a module used through another one counts: 06 uses lib.llama_server only through lib.quant_gate
+    monkeypatch.setattr(runner, "file_digest", lambda path: "edited" if path.name == "llama_server.py" else real_digest(path))
+    assert "llama_server" not in runner.lib_imports(ROOT / "notebooks" / "06_quantize.py")
+    assert runner.stage_code_digest("06_quantize") != before["06_quantize"]
+
+
 @pytest.mark.slow
 def test_skip_if_unchanged_force_and_param_change(run_env, tmp_path):
     runs = tmp_path / "runs" / "pg"
