@@ -19,6 +19,7 @@ STAGES := scrape split completion qa chat-train quantize evaluate
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 22
+	@echo "<persona>-<stage>     one stage, e.g. pg-scrape, trump-quantize; stages: $(STAGES)"
 
 # A CPU machine gets torch 2.13.0 first (a plain `torch` would pull a multi-GB CUDA build);
 # a machine whose python already has torch (Colab, Kaggle, a GPU box) keeps it.
@@ -38,21 +39,20 @@ pg-chat: setup ## the whole chain for Paul Graham (01 ... 07)
 trump-chat: setup ## the whole chain for Donald Trump (01 ... 07)
 	$(RUN) trump all
 
-# per-stage targets: make pg-scrape, make trump-split, make pg-chat-train, ...
-%-scrape: setup ## 01: crawl the essays / parse the transcripts
-	$(RUN) $* 01_scrape
-%-split: setup ## 02: hold out documents, cut titled chunks
-	$(RUN) $* 02_split
-%-completion: setup ## 03: LoRA continued pretraining on the chunks
-	$(RUN) $* 03_completion
-%-qa: setup ## 04: chat data in the person's own words
-	$(RUN) $* 04_qa
-%-chat-train: setup ## 05: LoRA chat finetune
-	$(RUN) $* 05_chat
-%-quantize: setup ## 06: merge, GGUF, quantize, quality gate
-	$(RUN) $* 06_quantize
-%-evaluate: setup ## 07: measure the systems, append to PROGRESS.md
-	$(RUN) $* 07_evaluate
+# per-stage targets: make pg-scrape, make trump-split, make pg-chat-train, ... (explicit rules:
+# make never applies a pattern rule to a .PHONY target)
+STAGE_scrape := 01_scrape  # crawl the essays / parse the transcripts
+STAGE_split := 02_split  # hold out documents, cut titled chunks
+STAGE_completion := 03_completion  # LoRA continued pretraining on the chunks
+STAGE_qa := 04_qa  # chat data in the person's own words
+STAGE_chat-train := 05_chat  # LoRA chat finetune
+STAGE_quantize := 06_quantize  # merge, GGUF, quantize, quality gate
+STAGE_evaluate := 07_evaluate  # measure the systems, append to PROGRESS.md
+define stage_target
+$(1)-$(2): setup
+	$$(RUN) $(1) $$(STAGE_$(2))
+endef
+$(foreach p,$(PERSONAS),$(foreach s,$(STAGES),$(eval $(call stage_target,$(p),$(s)))))
 
 test: setup ## the whole test suite, incl. the smoke chain for both personas
 	$(PY) -m pytest -q -rs tests

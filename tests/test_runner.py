@@ -28,6 +28,20 @@ def test_resolve_stages():
         resolve_stages(["splat"])
 
 
+def test_every_per_stage_make_target_runs_its_stage():
+    from lib.runfiles import STAGES
+
+    targets = {"scrape": "01_scrape", "split": "02_split", "completion": "03_completion", "qa": "04_qa",
+               "chat-train": "05_chat", "quantize": "06_quantize", "evaluate": "07_evaluate"}
+    assert sorted(targets.values()) == sorted(STAGES)
+    for persona in ("pg", "trump"):
+        for target, stage in targets.items():
+            result = subprocess.run(["make", "-n", f"{persona}-{target}", "PROFILE=smoke"], cwd=ROOT,
+                                    capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0, result.stderr
+            assert f"-m lib.runner --profile smoke {persona} {stage}" in " ".join(result.stdout.split()), result.stdout
+
+
 def test_a_stage_depends_on_the_lib_modules_it_uses(monkeypatch):
     import lib.runner as runner
 
