@@ -1,13 +1,16 @@
 """CPU benchmark (`make bench`): stage 03's training path against plain padded batches.
 
-Same model (the embedded SmolLM2-135M-Instruct, fp32, LoRA from the cpu profile), same
-data (the Paul Graham snapshot split as 02 splits it on the cpu profile), same steps and
-batch size. Each measurement runs in its own process (so its peak memory is its own), the
-two setups alternate, and the medians and the ratio of medians are reported: this machine
-is noisy. Also collects the per-stage wall times the runner recorded for the last
+Same model (the embedded SmolLM2-135M-Instruct, LoRA from the cpu profile), same data (the
+Paul Graham snapshot split as 02 splits it on the cpu profile), same steps and batch size.
+Three setups: the project's path as the cpu profile runs it (padding-free batches, and bf16
+autocast where the CPU has AMX or AVX512-BF16), the same path in fp32 (to separate the two
+effects), and plain transformers + peft with padded batches in fp32 (what the Trainer does
+on a CPU by default). Each measurement runs in its own process (so its peak memory is its
+own), the setups rotate, and medians and the median of per-round ratios are reported: this
+machine is noisy. Also collects the per-stage wall times the runner recorded for the last
 `make pg-chat` (runs/pg/timings.jsonl).
 
-    python -m bench.cpu                    # 3 repeats x 2 setups, 12 steps each
+    python -m bench.cpu                    # 3 rounds x 3 setups, 8 steps each
     python -m bench.cpu --repeats 5 --steps 20
 
 Writes bench/results/cpu-<date>.json and bench/results/README.md (a markdown table).
@@ -29,8 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 SETUPS = {
-    "project": "padding-free batches (lib.train: one row per batch, position_ids restart per chunk)",
-    "padded": "plain padded batches (transformers + peft, pad to the longest chunk of the batch)",
+    "project": "the project's path: padding-free batches (one row per batch, position_ids restart per chunk), "
+               "model.dtype=auto",
+    "project_fp32": "the same padding-free batches in fp32",
+    "padded": "plain transformers + peft: padded batches (to the longest chunk of the batch), fp32",
 }
 
 
@@ -64,7 +69,9 @@ def measure_one(setup: str, steps: int, batch_size: int) -> dict:
     from lib.params import load_params
     from lib.train import add_lora, load_base_for_training, training_arguments
 
-    params = load_params("pg", "cpu")
+    from lib.environment import pick_dtype
+
+    params = load_params("pg", "cpu", [] if setup == "project" else ["model.dtype=float32"])
     train = dict(params["train_completion"], max_steps=steps, batch_size=batch_size, grad_accum=1,
                  save_steps=10**6, logging_steps=10**6, warmup_steps=0)
     examples = benchmark_examples(params)
@@ -74,7 +81,7 @@ def measure_one(setup: str, steps: int, batch_size: int) -> dict:
     model, tokenizer = load_base_for_training(params["model"]["base"], params["model"], "hf", params["split"]["max_tokens"])
     model = add_lora(model, train, "hf", [])
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    collator = DataCollatorForLanguageModeling(pad_token_id=pad_id, padding_free=(setup == "project"))
+    collator = DataCollatorForLanguageModeling(pad_token_id=pad_id, padding_free=setup.startswith("project"))
     out = ROOT / "bench" / "tmp" / setup
     args = training_arguments(train, params["model"], out, "hf")
     args.save_strategy = "no"
@@ -88,6 +95,7 @@ def measure_one(setup: str, steps: int, batch_size: int) -> dict:
     seconds = time.perf_counter() - started
     return {"setup": setup, "steps": steps, "batch_size": batch_size, "real_tokens": real, "positions": positions,
             "nonpad_share": round(real / positions, 4), "seconds": round(seconds, 2),
+            "dtype": str(pick_dtype(params["model"]["dtype"])).replace("torch.", ""),
             "tok_s": round(real / seconds, 1),
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
             "torch_threads": torch.get_num_threads()}
@@ -117,15 +125,19 @@ def last_chain_timings(persona: str = "pg") -> dict:
 def markdown_table(report: dict) -> str:
     lines = ["# Benchmarks", "", f"CPU: {report['machine']}, {report['date']}. Command: `{report['command']}`.", "",
              "## Stage 03 training: padding-free vs padded batches", "",
-             f"SmolLM2-135M-Instruct fp32 + LoRA r={report['lora_r']}, Paul Graham chunks of at most "
+             f"SmolLM2-135M-Instruct + LoRA r={report['lora_r']}, Paul Graham chunks of at most "
              f"{report['max_tokens']} tokens, batch {report['batch_size']}, {report['steps']} steps per run, "
              f"{report['repeats']} runs per setup, alternating, each in its own process.", "",
-             "| setup | median tokens/s | runs (tokens/s) | non-pad share | median peak RSS |", "|---|---|---|---|---|"]
+             "| setup | dtype | median tokens/s | runs (tokens/s) | non-pad share | median peak RSS |",
+             "|---|---|---|---|---|---|"]
     for setup, s in report["setups"].items():
-        lines.append(f"| {setup}: {SETUPS[setup]} | {s['median_tok_s']:.0f} | "
+        lines.append(f"| {setup}: {SETUPS[setup]} | {s['dtype']} | {s['median_tok_s']:.0f} | "
                      f"{', '.join(f'{x:.0f}' for x in s['tok_s'])} | {s['nonpad_share']:.3f} | {s['median_peak_rss_gb']:.2f} GB |")
-    lines += ["", f"Ratio project / padded (median of per-pair ratios): **{report['ratio_project_vs_padded']:.2f}x** "
-              f"(target 1.3x).", ""]
+    lines += ["", "Median of the per-round ratios (each round runs every setup once, in rotating order):", ""]
+    lines += [f"- {name.replace('ratio_', '').replace('_vs_', ' / ')}: **{value:.2f}x**"
+              + (" (target 1.3x)" if name == "ratio_project_vs_padded" else "")
+              for name, value in report["ratios"].items()]
+    lines.append("")
     if report.get("chain_timings"):
         lines += ["## `make pg-chat` on the cpu profile, wall time per stage", "", "| stage | seconds | finished |",
                   "|---|---|---|"]
@@ -142,8 +154,9 @@ def markdown_table(report: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and README.md")
     parser.add_argument("--one", choices=SETUPS, help="measure one setup in this process (internal)")
     args = parser.parse_args(argv)
     if args.one:
@@ -153,28 +166,34 @@ def main(argv=None) -> int:
 
     params = load_params("pg", "cpu")
     runs = {setup: [] for setup in SETUPS}
+    order = list(SETUPS)
     for repeat in range(args.repeats):
-        for setup in (SETUPS if repeat % 2 == 0 else reversed(list(SETUPS))):
+        for setup in order[repeat % len(order):] + order[:repeat % len(order)]:
             runs[setup].append(run_in_subprocess(setup, args.steps, args.batch_size))
             print(json.dumps(runs[setup][-1]), flush=True)
-    pair_ratios = [p["tok_s"] / b["tok_s"] for p, b in zip(runs["project"], runs["padded"])]
+
+    def ratio(a: str, b: str) -> float:
+        return round(statistics.median(x["tok_s"] / y["tok_s"] for x, y in zip(runs[a], runs[b])), 3)
+
     report = {
         "date": datetime.date.today().isoformat(), "machine": f"{os.cpu_count()} cores",
         "command": f"python -m bench.cpu --repeats {args.repeats} --steps {args.steps} --batch-size {args.batch_size}",
         "lora_r": params["train_completion"]["lora_r"], "max_tokens": params["split"]["max_tokens"],
         "batch_size": args.batch_size, "steps": args.steps, "repeats": args.repeats,
         "setups": {setup: {"tok_s": [r["tok_s"] for r in rs], "median_tok_s": statistics.median(r["tok_s"] for r in rs),
-                           "nonpad_share": rs[0]["nonpad_share"],
+                           "nonpad_share": rs[0]["nonpad_share"], "dtype": rs[0]["dtype"],
                            "median_peak_rss_gb": statistics.median(r["peak_rss_gb"] for r in rs), "runs": rs}
                    for setup, rs in runs.items()},
-        "ratio_project_vs_padded": round(statistics.median(pair_ratios), 3),
+        "ratios": {"ratio_project_vs_padded": ratio("project", "padded"),
+                   "ratio_project_fp32_vs_padded": ratio("project_fp32", "padded"),
+                   "ratio_project_vs_project_fp32": ratio("project", "project_fp32")},
         "chain_timings": last_chain_timings("pg"),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"cpu-{report['date']}.json"
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / f"cpu-{report['date']}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / "README.md").write_text(markdown_table(report))
-    print(f"wrote {out} and {RESULTS / 'README.md'}; project/padded = {report['ratio_project_vs_padded']:.2f}x")
+    (args.out / "README.md").write_text(markdown_table(report))
+    print(f"wrote {out} and {args.out / 'README.md'}; project/padded = {report['ratios']['ratio_project_vs_padded']:.2f}x")
     return 0
 
 

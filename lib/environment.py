@@ -43,15 +43,26 @@ def install_requirements() -> None:
         subprocess.run(pip + ["-r", str(ROOT / "requirements-gpu.txt")], check=True)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AMX tiles or AVX512-BF16):
+    there a bf16 matmul ran 7x an fp32 one (2-core Xeon, 1024x576 @ 576x1536)."""
+    import torch
+
+    try:
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    except AttributeError:  # an older torch without these probes
+        return False
+
+
 def pick_dtype(name: str = "auto"):
     """torch dtype for a params model.dtype: auto = bf16 where the GPU supports it, fp16 on
-    older GPUs (T4), fp32 on CPU."""
+    older GPUs (T4); on a CPU bf16 where it has native bf16 (AMX, AVX512-BF16), else fp32."""
     import torch
 
     if name != "auto":
         return getattr(torch, name)
     if not torch.cuda.is_available():
-        return torch.float32
+        return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 

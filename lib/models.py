@@ -215,6 +215,10 @@ def merge_adapters_16bit(base: str, adapters, out_dir: Path, model_params: dict 
         if pick_backend(model_params.get("backend", "auto")) == "unsloth":
             save_merged_with_unsloth(base, adapters, tmp, model_params)
         else:
+            import torch
+
+            if not torch.cuda.is_available():  # bf16 would round small LoRA deltas away; fp32 is cheap here
+                model_params["dtype"] = "float32"
             model, tokenizer = load_with_adapters(base, adapters, dict(model_params, load_in_4bit=False), merge=True)
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)

@@ -73,7 +73,8 @@ def completion_examples(tokenizer, records: list[dict], max_length: int) -> tupl
 
 def load_base_for_training(base: str, model_params: dict, backend: str, max_seq_length: int):
     """(model, tokenizer) of the base, ready for LoRA: 4-bit when model.load_in_4bit (CUDA
-    only), dtype from model.dtype (fp32 on CPU, fp16 on a T4, bf16 where supported)."""
+    only), dtype from model.dtype (fp16 on a T4, bf16 where supported, CPUs with AMX or
+    AVX512-BF16 included, else fp32)."""
     import torch
 
     from lib.environment import pick_dtype
@@ -236,7 +237,7 @@ def training_arguments(train_params: dict, model_params: dict, out_dir: Path, ba
     from lib.environment import pick_dtype
 
     cuda = torch.cuda.is_available()
-    dtype = pick_dtype(model_params["dtype"]) if cuda else torch.float32
+    dtype = pick_dtype(model_params["dtype"])
     common = dict(
         output_dir=str(out_dir / "checkpoints"),
         per_device_train_batch_size=train_params["batch_size"],
@@ -252,7 +253,7 @@ def training_arguments(train_params: dict, model_params: dict, out_dir: Path, ba
         save_steps=train_params["save_steps"],
         save_total_limit=2,
         seed=train_params["seed"],
-        bf16=cuda and dtype == torch.bfloat16,
+        bf16=dtype == torch.bfloat16,  # on a CPU too: autocast to bf16, LoRA weights stay fp32
         fp16=cuda and dtype == torch.float16,
         use_cpu=not cuda,
         gradient_checkpointing=cuda and backend == "hf",  # unsloth brings its own

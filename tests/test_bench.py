@@ -1,4 +1,4 @@
-"""The GPU benchmark script runs its modes end to end (here on CPU, on a tiny Llama-3
+"""The CPU benchmark runs its three setups and reports them; the GPU benchmark script runs its modes end to end (here on CPU, on a tiny Llama-3
 shape), so it works when a GPU session comes; and its FLOPs arithmetic matches the
 reference measurement's (13,935 tokens/s on the 8b shape ~ 44% of an H100)."""
 import json
@@ -27,3 +27,19 @@ def test_gpu_bench_runs_on_a_tiny_shape(tmp_path):
     report = json.loads(next(tmp_path.glob("gpu-*.json")).read_text())
     assert report["results"]["hf_lora"]["tok_s"] > 0 and report["results"]["project"]["tok_s"] > 0
     assert report["results"]["project"]["backend"] == "hf"
+
+
+@pytest.mark.slow
+def test_cpu_bench_runs_every_setup_and_reports_ratios(tmp_path):
+    result = subprocess.run([PYTHON, "-m", "bench.cpu", "--repeats", "1", "--steps", "1", "--batch-size", "2",
+                             "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(next(tmp_path.glob("cpu-*.json")).read_text())
+    setups = report["setups"]
+    assert set(setups) == {"project", "project_fp32", "padded"}
+    assert setups["project"]["nonpad_share"] == 1.0 and setups["padded"]["nonpad_share"] < 1.0
+    assert setups["padded"]["dtype"] == "float32" and setups["project_fp32"]["dtype"] == "float32"
+    assert all(s["median_tok_s"] > 0 for s in setups.values())
+    assert set(report["ratios"]) == {"ratio_project_vs_padded", "ratio_project_fp32_vs_padded",
+                                     "ratio_project_vs_project_fp32"}
+    assert "| padded: plain transformers + peft" in (tmp_path / "README.md").read_text()

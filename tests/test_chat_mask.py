@@ -113,8 +113,8 @@ def test_chatml_on_a_base_trains_only_the_template_token_rows(tmp_path, conversa
     saved = load_file(adapter / "adapter_model.safetensors")
     assert not any(key.endswith("embed_tokens.weight") for key in saved), "the whole embedding matrix was saved"
 
-    merged, merged_tokenizer = load_with_adapters("embedded:smollm2-135m-instruct", [adapter], params["model"],
-                                                  merge=True)
+    merged, merged_tokenizer = load_with_adapters("embedded:smollm2-135m-instruct", [adapter],
+                                                  dict(params["model"], dtype="float32"), merge=True)
     assert merged_tokenizer.chat_template == CHATML_TEMPLATE and merged_tokenizer.eos_token == "<|im_end|>"
     base_rows = load_file(Path(resolve_model("embedded:smollm2-135m-instruct")) / "model.safetensors")
     base_embed = base_rows["model.embed_tokens.weight"]
