@@ -1,16 +1,20 @@
 """CPU benchmark (`make bench`): stage 03's training path against plain padded batches.
 
 Same model (the embedded SmolLM2-135M-Instruct, LoRA from the cpu profile), same data (the
-Paul Graham snapshot split as 02 splits it on the cpu profile), same steps and batch size.
-Three setups: the project's path as the cpu profile runs it (padding-free batches, and bf16
-autocast where the CPU has AMX or AVX512-BF16), the same path in fp32 (to separate the two
-effects), and plain transformers + peft with padded batches in fp32 (what the Trainer does
-on a CPU by default). Each measurement runs in its own process (so its peak memory is its
-own), the setups rotate, and medians and the median of per-round ratios are reported: this
-machine is noisy. Also collects the per-stage wall times the runner recorded for the last
-`make pg-chat` (runs/pg/timings.jsonl).
+Paul Graham snapshot split as 02 splits it on the cpu profile), same steps and batch size
+(the cpu profile's). Setups:
+- project: lib.train's own Trainer as the cpu profile runs it: length-grouped padded
+  batches, bf16 autocast where the CPU has AMX or AVX512-BF16 (model.dtype auto)
+- project_fp32: the same batches in fp32 (separates the two effects)
+- padding_free: lib.train's GPU batching (one packed row per batch) with model.dtype auto
+- padded: plain transformers + peft, the Trainer's default random order, batches padded
+  to their longest example, fp32 (what the Trainer does on a CPU by default)
+Each measurement runs in its own process (so its peak memory is its own), the setups
+rotate, and medians and the median of per-round ratios are reported: this machine is noisy.
+Also collects the per-stage wall times the runner recorded for the last `make pg-chat`
+(runs/pg/timings.jsonl).
 
-    python -m bench.cpu                    # 3 rounds x 3 setups, 8 steps each
+    python -m bench.cpu                    # 3 rounds x 4 setups, 12 steps each
     python -m bench.cpu --repeats 5 --steps 20
 
 Writes bench/results/cpu-<date>.json and bench/results/README.md (a markdown table).
@@ -32,11 +36,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 SETUPS = {
-    "project": "the project's path: padding-free batches (one row per batch, position_ids restart per chunk), "
-               "model.dtype=auto",
-    "project_fp32": "the same padding-free batches in fp32",
-    "padded": "plain transformers + peft: padded batches (to the longest chunk of the batch), fp32",
+    "project": "lib.train on the cpu profile: length-grouped padded batches, model.dtype=auto",
+    "project_fp32": "the same length-grouped padded batches in fp32",
+    "padding_free": "lib.train's GPU batching (examples end to end in one row, position_ids restart), model.dtype=auto",
+    "padded": "plain transformers + peft: random order, batches padded to their longest example, fp32",
 }
+BATCHING = {"project": "length_grouped", "project_fp32": "length_grouped", "padding_free": "padding_free"}
 
 
 def benchmark_examples(params: dict) -> list[dict]:
@@ -62,16 +67,15 @@ def measure_one(setup: str, steps: int, batch_size: int) -> dict:
     import random
 
     import torch
-    from transformers import Trainer
-    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
     from datasets import Dataset
-
-    from lib.params import load_params
-    from lib.train import add_lora, load_base_for_training, training_arguments
+    from transformers import Trainer
 
     from lib.environment import pick_dtype
+    from lib.params import load_params
+    from lib.train import (add_lora, language_model_collator, load_base_for_training, make_trainer, nonpad_share,
+                           training_arguments)
 
-    params = load_params("pg", "cpu", [] if setup == "project" else ["model.dtype=float32"])
+    params = load_params("pg", "cpu", ["model.dtype=float32"] if setup in ("project_fp32", "padded") else [])
     train = dict(params["train_completion"], max_steps=steps, batch_size=batch_size, grad_accum=1,
                  save_steps=10**6, logging_steps=10**6, warmup_steps=0)
     examples = benchmark_examples(params)
@@ -80,23 +84,22 @@ def measure_one(setup: str, steps: int, batch_size: int) -> dict:
     torch.manual_seed(0)
     model, tokenizer = load_base_for_training(params["model"]["base"], params["model"], "hf", params["split"]["max_tokens"])
     model = add_lora(model, train, "hf", [])
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    collator = DataCollatorForLanguageModeling(pad_token_id=pad_id, padding_free=setup.startswith("project"))
-    out = ROOT / "bench" / "tmp" / setup
-    args = training_arguments(train, params["model"], out, "hf")
+    args = training_arguments(train, params["model"], ROOT / "bench" / "tmp" / setup, "hf")
     args.save_strategy = "no"
-    args.dataloader_drop_last = True
-    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(examples), data_collator=collator)
-    positions = sum(collator(examples[i:i + batch_size])["input_ids"].numel()
-                    for i in range(0, len(examples), batch_size))
+    if setup in BATCHING:
+        trainer = make_trainer(model, tokenizer, examples, args, "hf", [], batching=BATCHING[setup])
+    else:
+        trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
+                          data_collator=language_model_collator(tokenizer, padding_free=False))
+    share = nonpad_share(trainer.data_collator, list(trainer.train_dataset), batch_size)
     real = sum(len(e["input_ids"]) for e in examples)
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
-    return {"setup": setup, "steps": steps, "batch_size": batch_size, "real_tokens": real, "positions": positions,
-            "nonpad_share": round(real / positions, 4), "seconds": round(seconds, 2),
+    return {"setup": setup, "steps": steps, "batch_size": batch_size, "real_tokens": real,
+            "positions": round(real / share), "nonpad_share": round(share, 4), "seconds": round(seconds, 2),
             "dtype": str(pick_dtype(params["model"]["dtype"])).replace("torch.", ""),
-            "tok_s": round(real / seconds, 1),
+            "tok_s": round(real / seconds, 1), "final_loss": trainer.state.log_history[-1].get("train_loss"),
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
             "torch_threads": torch.get_num_threads()}
 
@@ -154,8 +157,8 @@ def markdown_table(report: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=0, help="default: the cpu profile's train_completion.batch_size")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and README.md")
     parser.add_argument("--one", choices=SETUPS, help="measure one setup in this process (internal)")
     args = parser.parse_args(argv)
@@ -165,6 +168,7 @@ def main(argv=None) -> int:
     from lib.params import load_params
 
     params = load_params("pg", "cpu")
+    args.batch_size = args.batch_size or params["train_completion"]["batch_size"]
     runs = {setup: [] for setup in SETUPS}
     order = list(SETUPS)
     for repeat in range(args.repeats):
@@ -186,7 +190,8 @@ def main(argv=None) -> int:
                    for setup, rs in runs.items()},
         "ratios": {"ratio_project_vs_padded": ratio("project", "padded"),
                    "ratio_project_fp32_vs_padded": ratio("project_fp32", "padded"),
-                   "ratio_project_vs_project_fp32": ratio("project", "project_fp32")},
+                   "ratio_project_vs_project_fp32": ratio("project", "project_fp32"),
+                   "ratio_padding_free_vs_padded": ratio("padding_free", "padded")},
         "chain_timings": last_chain_timings("pg"),
     }
     args.out.mkdir(parents=True, exist_ok=True)

@@ -12,12 +12,17 @@ patches it), else transformers + peft with the transformers Trainer (trl 1.15's
 SFTTrainer computes its loss with a Triton kernel, which a CPU-only torch lacks). Both
 train on examples tokenized here, so the labels (-100 outside the loss) are exactly the
 ones built here: every token of a chunk for completion, the assistant turns for chat
-(lib/chat_data.py), and both batch them with trl's padding-free collator.
+(lib/chat_data.py).
 
-Batches are padding-free: the examples of a batch are laid end to end in one row whose
-position_ids restart at each example; SDPA (and flash attention) keep the examples apart
-through those positions, so no compute goes to padding. The share of non-pad positions is
-measured on the batches themselves and reported.
+No compute goes to padding, by one of two batchings (measured in bench/results/):
+- on a GPU, padding-free: the examples of a batch are laid end to end in one row whose
+  position_ids restart at each example; flash attention (and SDPA) keep them apart.
+- on a CPU, length-grouped padded batches: examples are shuffled, sorted by length within
+  windows of 16 batches, and the batches shuffled again, so a batch holds similar lengths
+  (98-99% non-pad on the cpu profile's chunks). Here SDPA's packed-sequence mask costs
+  more than it saves: one 1,800-token row attends over 3x the pairs of four 450-token
+  rows, and padding-free ran slower than plain padded batches.
+The share of non-pad positions is measured on the batches in training order and reported.
 
 A run checkpoints to <out>/checkpoints every save_steps. Running it again after a kill
 resumes from the last complete checkpoint (model, optimizer, scheduler, RNG and data
@@ -259,7 +264,7 @@ def training_arguments(train_params: dict, model_params: dict, out_dir: Path, ba
         gradient_checkpointing=cuda and backend == "hf",  # unsloth brings its own
         gradient_checkpointing_kwargs={"use_reentrant": False},  # works with frozen inputs (LoRA)
         optim="adamw_8bit" if cuda and importlib.util.find_spec("bitsandbytes") else "adamw_torch",
-        include_num_input_tokens_seen="all",  # padding-free batches hold no padding
+        include_num_input_tokens_seen="all",  # set per batching in make_trainer
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
         report_to="none",
@@ -270,28 +275,69 @@ def training_arguments(train_params: dict, model_params: dict, out_dir: Path, ba
     return TrainingArguments(**common)
 
 
-def make_trainer(model, tokenizer, examples: list[dict], args, backend: str, callbacks: list):
+def pick_batching(backend: str) -> str:
+    """"padding_free" on a GPU (and always with unsloth), "length_grouped" on a CPU."""
+    import torch
+
+    return "padding_free" if backend == "unsloth" or torch.cuda.is_available() else "length_grouped"
+
+
+def length_grouped_order(lengths: list[int], batch_size: int, seed: int, window_batches: int = 16) -> list[int]:
+    """Example indices in training order for padded batches of batch_size: shuffled, sorted
+    by length within windows of window_batches batches (so a batch holds similar lengths),
+    then the full batches shuffled (so length does not follow the step). A last short batch
+    stays last, so that every batch starts at a multiple of batch_size."""
+    import random
+
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    full, short = [], []
+    window = batch_size * window_batches
+    for start in range(0, len(order), window):
+        by_length = sorted(order[start:start + window], key=lambda i: lengths[i])
+        for i in range(0, len(by_length), batch_size):
+            batch = by_length[i:i + batch_size]
+            (full if len(batch) == batch_size else short).append(batch)
+    rng.shuffle(full)
+    return [index for batch in full + short for index in batch]
+
+
+def make_trainer(model, tokenizer, examples: list[dict], args, backend: str, callbacks: list,
+                 batching: str | None = None):
     """unsloth: trl's SFTTrainer (padding_free in its args). hf: the transformers Trainer
-    with trl's padding-free collator (one row per batch, position_ids restarting per example)."""
+    with trl's collator, padding-free or on length-grouped padded batches (pick_batching);
+    the examples then go in the order of length_grouped_order, unshuffled by the Trainer."""
     from datasets import Dataset
 
-    dataset = Dataset.from_list(examples)
     if backend == "unsloth":
         from trl import SFTTrainer
-        return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=callbacks)
+        return SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tokenizer,
+                          callbacks=callbacks)
     from transformers import Trainer
 
-    return Trainer(model=model, args=args, train_dataset=dataset, data_collator=padding_free_collator(tokenizer),
+    batching = batching or pick_batching(backend)
+    if batching == "length_grouped":
+        order = length_grouped_order([len(ex["input_ids"]) for ex in examples], args.per_device_train_batch_size,
+                                     args.seed)
+        examples = [examples[i] for i in order]
+        args.train_sampling_strategy = "sequential"
+        args.include_num_input_tokens_seen = "non_padding"  # counted from the attention mask
+    elif batching != "padding_free":
+        raise ValueError(f"batching must be padding_free or length_grouped, got {batching!r}")
+    return Trainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
+                   data_collator=language_model_collator(tokenizer, padding_free=batching == "padding_free"),
                    processing_class=tokenizer, callbacks=callbacks)
 
 
-def padding_free_collator(tokenizer):
-    """trl's collator in padding-free mode: a batch is one row of its examples end to end,
-    with position_ids restarting at 0 for each and the first label of each set to -100."""
+def language_model_collator(tokenizer, padding_free: bool):
+    """trl's collator. padding_free: a batch is one row of its examples end to end, with
+    position_ids restarting at 0 for each and the first label of each set to -100; else
+    rows padded to the longest example of the batch (labels -100, attention mask 0)."""
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return DataCollatorForLanguageModeling(pad_token_id=pad_id, padding_free=True)
+    return DataCollatorForLanguageModeling(pad_token_id=pad_id, padding_free=padding_free)
 
 
 def finished_summary(out_dir: Path, config_digest: str) -> dict | None:
@@ -375,7 +421,7 @@ def train_lora(records: list[dict], out_dir: Path, train_params: dict, model_par
     clock = training_clock(train_params["time_budget_min"])
     trainer = make_trainer(model, tokenizer, examples, training_arguments(train_params, model_params, out_dir, backend),
                            backend, [clock])
-    share = nonpad_share(trainer.data_collator, examples, train_params["batch_size"])
+    share = nonpad_share(trainer.data_collator, list(trainer.train_dataset), train_params["batch_size"])
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     steps, max_steps = trainer.state.global_step, trainer.state.max_steps
     resumed_step = int(resume.name.split("-")[-1]) if resume else 0

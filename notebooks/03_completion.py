@@ -73,8 +73,9 @@ print(f"{T['max_steps']} steps of {T['batch_size']} x {T['grad_accum']} chunks, 
 
 # %% [markdown]
 # ## Train
-# Padding-free batches (examples laid end to end, positions restarting per example), loss on
-# every token. Rerunning after a kill continues from the newest checkpoint in
+# No compute on padding: on a GPU, padding-free batches (examples laid end to end, positions
+# restarting per example); on a CPU, padded batches of similar lengths, which ran faster there
+# (`bench/results/`). bf16 where the hardware has it. Loss on every token. Rerunning after a kill continues from the newest checkpoint in
 # `checkpoints/`; a run that reached `train_completion.time_budget_min` stops here with its
 # checkpoint saved, and the next run continues it.
 

@@ -93,7 +93,7 @@ chat_base = merged_base_for_chat(P["model"], COMPLETION_ADAPTER, OUT)
 
 # %% [markdown]
 # ## Train
-# Padding-free batches; a killed run continues from its newest checkpoint, one that reached
+# Batched as in 03 (padding-free on a GPU, length-grouped on a CPU); a killed run continues from its newest checkpoint, one that reached
 # `train_chat.time_budget_min` stops here and continues on the next run.
 
 # %%

@@ -12,7 +12,7 @@ from lib.chat_data import IGNORE_INDEX, conversation_examples, read_conversation
 from lib.chat_template import CHATML_TEMPLATE, set_chat_template
 from lib.params import load_params
 from lib.qa import interview_conversations
-from lib.train import padding_free_collator, train_lora
+from lib.train import language_model_collator, train_lora
 from lib.transcripts import parse_transcript
 
 SNAPSHOT = ROOT / "data" / "snapshot" / "trump"
@@ -47,29 +47,34 @@ def labeled_runs(labels):
 
 
 @pytest.mark.parametrize("template", ["own", "chatml"])
-def test_labels_of_a_real_batch_cover_exactly_the_assistant_turns(tokenizer, conversations, template):
+@pytest.mark.parametrize("padding_free", [True, False])
+def test_labels_of_a_real_batch_cover_exactly_the_assistant_turns(tokenizer, conversations, template, padding_free):
     tokenizer = copy.deepcopy(tokenizer)
     set_chat_template(tokenizer, template)
     examples, stats = conversation_examples(tokenizer, conversations, max_length=2048)
     assert stats["kept"] == len(conversations) and 0.2 < stats["loss_share"] < 0.95
     batch_records = [c for c in conversations if len(c["messages"]) >= 5][:2] + conversations[:3]
     batch_examples = [tokenize_conversation(tokenizer, c["messages"]) for c in batch_records]
-    batch = padding_free_collator(tokenizer)(batch_examples)
+    batch = language_model_collator(tokenizer, padding_free=padding_free)(batch_examples)
 
-    # one row, positions restarting at each conversation, nothing padded
     lengths = [len(e["input_ids"]) for e in batch_examples]
-    assert batch["input_ids"].shape == (1, sum(lengths))
-    starts = torch.nonzero(batch["position_ids"][0] == 0).flatten().tolist()
-    assert starts == [sum(lengths[:i]) for i in range(len(lengths))]
+    if padding_free:  # one row, positions restarting at each conversation, nothing padded
+        assert batch["input_ids"].shape == (1, sum(lengths))
+        starts = torch.nonzero(batch["position_ids"][0] == 0).flatten().tolist()
+        assert starts == [sum(lengths[:i]) for i in range(len(lengths))]
+        rows = [(batch["input_ids"][0, s:s + n].tolist(), batch["labels"][0, s:s + n].tolist())
+                for s, n in zip(starts, lengths)]
+    else:  # one row each, padded at the end: padding is masked out of attention and loss
+        assert batch["input_ids"].shape == (len(lengths), max(lengths))
+        assert batch["attention_mask"].sum(dim=1).tolist() == lengths
+        assert all((batch["labels"][i, n:] == IGNORE_INDEX).all() for i, n in enumerate(lengths))
+        rows = [(batch["input_ids"][i, :n].tolist(), batch["labels"][i, :n].tolist()) for i, n in enumerate(lengths)]
 
-    labels = batch["labels"][0].tolist()
-    for record, start, length in zip(batch_records, starts, lengths):
+    for record, (ids, labels) in zip(batch_records, rows):
         answers = [m["content"] for m in record["messages"] if m["role"] == "assistant"]
-        runs = labeled_runs(labels[start:start + length])
-        assert [tokenizer.decode(run) for run in runs] == [answer + "<|im_end|>" for answer in answers]
+        assert [tokenizer.decode(run) for run in labeled_runs(labels)] == [answer + "<|im_end|>" for answer in answers]
         # every trained position predicts the very token at that position
-        ids = batch["input_ids"][0, start:start + length].tolist()
-        assert all(label in (IGNORE_INDEX, token) for label, token in zip(labels[start:start + length], ids))
+        assert all(label in (IGNORE_INDEX, token) for label, token in zip(labels, ids))
     assert tokenizer.eos_token == "<|im_end|>"
 
 

@@ -18,7 +18,7 @@ from lib.params import load_params
 from lib.runfiles import read_jsonl, write_jsonl
 from lib.split import split_documents
 from lib.train import (add_lora, completion_examples, find_resume_checkpoint, load_base_for_training,
-                       padding_free_collator, prepare_checkpoints, spread_over_documents, train_lora)
+                       language_model_collator, length_grouped_order, prepare_checkpoints, spread_over_documents, train_lora)
 
 # four optimizer steps, a checkpoint every two, a learning rate that visibly moves the weights
 OVERRIDES = ["train_completion.max_steps=4", "train_completion.save_steps=2", "train_completion.batch_size=2",
@@ -83,6 +83,24 @@ def test_scored_heldout_chunks_cover_every_document(chunks):
     assert spread_over_documents(records, 0) == records
 
 
+def test_length_grouped_order_pads_little_and_keeps_every_example():
+    import random
+
+    rng = random.Random(5)
+    lengths = [rng.choice([150, 320, 400, 450, 480, 500, 512]) for _ in range(171)]
+    order = length_grouped_order(lengths, batch_size=2, seed=0)
+    assert sorted(order) == list(range(171))
+    batches = [[lengths[i] for i in order[k:k + 2]] for k in range(0, 171, 2)]
+    padded = sum(max(b) * len(b) for b in batches)
+    assert sum(lengths) / padded > 0.97
+    random_batches = [lengths[k:k + 2] for k in range(0, 171, 2)]
+    assert sum(lengths) / sum(max(b) * len(b) for b in random_batches) < 0.95
+    # the order is shuffled (long and short batches mixed through the run), and seeded
+    assert order != sorted(order, key=lambda i: lengths[i]) and order == length_grouped_order(lengths, 2, seed=0)
+    assert length_grouped_order(lengths, 2, seed=1) != order
+    assert len(batches[-1]) == 1  # the one short batch comes last
+
+
 def test_padding_free_batch_gives_the_loss_of_separate_examples(params, chunks):
     """Examples laid end to end in one row do not attend to each other: the summed loss of
     the packed row equals the summed losses of the examples run one by one (in fp32, so that
@@ -90,7 +108,7 @@ def test_padding_free_batch_gives_the_loss_of_separate_examples(params, chunks):
     model, tokenizer = load_base_for_training(params["model"]["base"], dict(params["model"], dtype="float32"), "hf", 128)
     model = add_lora(model, params["train_completion"], "hf", [])
     examples, _ = completion_examples(tokenizer, read_jsonl(chunks)[:3], 128)
-    batch = padding_free_collator(tokenizer)(examples)
+    batch = language_model_collator(tokenizer, padding_free=True)(examples)
     assert batch["input_ids"].shape[0] == 1 and "attention_mask" not in batch
     with torch.no_grad():
         packed = model(**batch).loss * (batch["labels"] != -100).sum()
@@ -105,7 +123,7 @@ def test_padding_free_batch_gives_the_loss_of_separate_examples(params, chunks):
 def test_uninterrupted_run_reports_and_is_reused(uninterrupted, params, chunks, tokenizer):
     out, summary = uninterrupted
     assert summary["finished"] and summary["steps"] == 4 and summary["backend"] == "hf"
-    assert summary["nonpad_share"] == 1.0 and summary["tokens_per_s"] > 0
+    assert summary["nonpad_share"] >= 0.97 and summary["tokens_per_s"] > 0  # length-grouped batches on a CPU
     lengths = [len(e["input_ids"]) for e in completion_examples(tokenizer, read_jsonl(chunks), 128)[0]]
     assert 8 * min(lengths) <= summary["train_tokens_this_run"] <= 8 * max(lengths)  # 4 steps x 2 chunks
     log = read_jsonl(out / "train_log.jsonl")
