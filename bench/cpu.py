@@ -127,10 +127,10 @@ def last_chain_timings(persona: str = "pg") -> dict:
 
 def markdown_table(report: dict) -> str:
     lines = ["# Benchmarks", "", f"CPU: {report['machine']}, {report['date']}. Command: `{report['command']}`.", "",
-             "## Stage 03 training: padding-free vs padded batches", "",
+             "## Stage 03 training: the project's path against plain padded batches", "",
              f"SmolLM2-135M-Instruct + LoRA r={report['lora_r']}, Paul Graham chunks of at most "
              f"{report['max_tokens']} tokens, batch {report['batch_size']}, {report['steps']} steps per run, "
-             f"{report['repeats']} runs per setup, alternating, each in its own process.", "",
+             f"{report['repeats']} runs per setup, rotating, each in its own process.", "",
              "| setup | dtype | median tokens/s | runs (tokens/s) | non-pad share | median peak RSS |",
              "|---|---|---|---|---|---|"]
     for setup, s in report["setups"].items():
@@ -146,6 +146,9 @@ def markdown_table(report: dict) -> str:
                   "|---|---|---|"]
         lines += [f"| {stage} | {row['seconds']:.0f} | {row['finished']} |" for stage, row in report["chain_timings"].items()]
         lines += [f"| total | {sum(r['seconds'] for r in report['chain_timings'].values()):.0f} | |", ""]
+    earlier = [p.name for p in sorted(RESULTS.glob("cpu-*.json")) if p.name != f"cpu-{report['date']}.json"]
+    if earlier:
+        lines += ["Earlier CPU runs (other setups or batch sizes): " + ", ".join(earlier) + ".", ""]
     gpu = sorted(RESULTS.glob("gpu-*.json"))
     lines += ["## GPU", "", "`python -m bench.gpu` (on a CUDA machine) compares the project's training path, a bare "
               "unsloth loop and plain transformers + peft QLoRA on a random Llama-3-8B-shaped model. "
@@ -160,10 +163,20 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=0, help="default: the cpu profile's train_completion.batch_size")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and README.md")
+    parser.add_argument("--timings-only", action="store_true",
+                        help="refresh the chain timings of today's report from runs/pg/timings.jsonl, measure nothing")
     parser.add_argument("--one", choices=SETUPS, help="measure one setup in this process (internal)")
     args = parser.parse_args(argv)
     if args.one:
         print(json.dumps(measure_one(args.one, args.steps, args.batch_size)))
+        return 0
+    if args.timings_only:
+        path = args.out / f"cpu-{datetime.date.today().isoformat()}.json"
+        report = json.loads(path.read_text())
+        report["chain_timings"] = last_chain_timings("pg")
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        (args.out / "README.md").write_text(markdown_table(report))
+        print(f"refreshed the chain timings in {path} and {args.out / 'README.md'}")
         return 0
     from lib.params import load_params
 

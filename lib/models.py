@@ -286,6 +286,18 @@ def perplexity(model, tokenizer, texts: list[str], batch_size: int = 4, desc: st
     return math.exp(total_nll / total_tokens)
 
 
+def generated_tokens_penalty(penalty: float, prompt_length: int) -> list:
+    """A repetition penalty on the tokens generated so far only. transformers' own penalizes
+    every token of the input too: the end-of-turn token that closes each turn of a chat
+    prompt (and pads a batch) would be penalized, and replies would stop later than the
+    same model's in llama.cpp."""
+    from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+
+    if penalty == 1.0:
+        return LogitsProcessorList()
+    return LogitsProcessorList([RepetitionPenaltyLogitsProcessor(penalty, prompt_ignore_length=prompt_length)])
+
+
 def generate_texts(model, tokenizer, prompts: list[str], max_new_tokens: int, *, temperature: float = 0.7,
                    top_p: float = 0.9, repetition_penalty: float = 1.1, seed: int = 1234,
                    batch_size: int = 8, add_special_tokens: bool = False, stop_tokens: list[str] | None = None,
@@ -317,6 +329,7 @@ def generate_texts(model, tokenizer, prompts: list[str], max_new_tokens: int, *,
             generated = model.generate(
                 input_ids=input_ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
                 do_sample=temperature > 0, temperature=temperature or None, top_p=top_p if temperature > 0 else None,
-                repetition_penalty=repetition_penalty, eos_token_id=stop_ids, pad_token_id=pad_id)
+                logits_processor=generated_tokens_penalty(repetition_penalty, width),
+                eos_token_id=stop_ids, pad_token_id=pad_id)
         outputs += tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
     return [text.strip() for text in outputs]

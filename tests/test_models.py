@@ -90,3 +90,19 @@ def test_batched_generation_matches_one_prompt_at_a_time(tokenizer):
     alone = [generate_texts(model, tokenizer, [p], 12, temperature=0.0, repetition_penalty=1.0)[0] for p in prompts]
     assert batched == alone and all(batched)
     assert not any("<|im" in answer for answer in batched)
+
+
+def test_repetition_penalty_leaves_the_prompt_alone():
+    """The end-of-turn token that closes every turn of a chat prompt (and pads a batch) must
+    not be penalized, or a transformers reply stops later than the same model's in llama.cpp."""
+    import torch
+
+    from lib.models import generated_tokens_penalty
+
+    prompt = torch.tensor([[2, 2, 40, 2]])   # left padding and turn ends: <|im_end|> is id 2
+    generated = torch.tensor([[2, 2, 40, 2, 17, 17]])
+    scores = torch.full((1, 50), 2.0)
+    penalized = generated_tokens_penalty(1.5, prompt.shape[1])(generated, scores.clone())
+    assert penalized[0, 2] == 2.0 and penalized[0, 40] == 2.0       # prompt tokens untouched
+    assert penalized[0, 17] == pytest.approx(2.0 / 1.5)              # a generated token is penalized
+    assert len(generated_tokens_penalty(1.0, 4)) == 0
