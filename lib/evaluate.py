@@ -173,11 +173,27 @@ def find_systems(completion_dir: Path, chat_dir: Path, quant_dir: Path, gguf_lev
 # ---------------------------------------------------------------- answers cache
 
 
-def answer_key(system_fingerprint: str, prompt: dict, seed: int, sampling: dict, system_prompt: str) -> str:
+def answer_key(system_fingerprint: str, prompt: dict, seed: int, sampling: dict, system_prompt: str,
+               code: str = "") -> str:
+    """What an answer depends on: the model files, the prompt, the seed, the sampling, the
+    system prompt and the code that generates (answering_code_digest)."""
     payload = {"system": system_fingerprint, "task": prompt["task"], "id": prompt["id"],
                "question": prompt["question"], "header": prompt.get("header"), "seed": seed,
-               "max_new_tokens": prompt["max_new_tokens"], "sampling": sampling, "system_prompt": system_prompt}
+               "max_new_tokens": prompt["max_new_tokens"], "sampling": sampling, "system_prompt": system_prompt,
+               "code": code}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def answering_code_digest() -> str:
+    """Digest of the source of the functions that turn a prompt into an answer: after a change
+    to generation (sampling, stopping, prompts) the cached answers are made again."""
+    import inspect
+
+    from lib import models
+
+    functions = (models.generate_texts, models.generated_tokens_penalty, answer_with_transformers, answer_with_gguf,
+                 transformers_prompt, plain_chat_prompt)
+    return hashlib.sha256("".join(inspect.getsource(f) for f in functions).encode()).hexdigest()[:16]
 
 
 def read_answer_cache(path: Path) -> dict[str, dict]:
@@ -329,7 +345,8 @@ def run_system(system: System, prompts: list[dict], ppl_texts: list[str], params
     out_path = Path(answers_dir) / f"{system.name}.jsonl"
     ppl_path = Path(answers_dir) / f"{system.name}.ppl.json"
     cache = read_answer_cache(out_path)
-    wanted = [(prompt, seed, answer_key(fingerprint, prompt, seed, sampling, system_prompt))
+    code = answering_code_digest()
+    wanted = [(prompt, seed, answer_key(fingerprint, prompt, seed, sampling, system_prompt, code))
               for seed in ev["seeds"] for prompt in prompts]
     todo = [item for item in wanted if item[2] not in cache]
     ppl_key = hashlib.sha256(json.dumps([fingerprint, ppl_texts]).encode()).hexdigest()[:24]

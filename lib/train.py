@@ -378,6 +378,7 @@ def train_lora(records: list[dict], out_dir: Path, train_params: dict, model_par
 
     from lib.chat_data import conversation_examples
     from lib.chat_template import fit_embeddings_to_tokenizer, set_chat_template, token_ids
+    from lib.environment import pick_dtype
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -403,7 +404,8 @@ def train_lora(records: list[dict], out_dir: Path, train_params: dict, model_par
     run_config = {
         "kind": kind, "base": base, "backend": backend, "world_size": state.num_processes,
         "train": {k: v for k, v in train_params.items() if k not in RESUMABLE_CHANGES},
-        "model": {k: model_params[k] for k in ("dtype", "load_in_4bit", "chat_template")},
+        "model": {k: model_params[k] for k in ("load_in_4bit", "chat_template")},
+        "dtype": str(pick_dtype(model_params["dtype"])), "batching": pick_batching(backend),
         "examples": examples_digest(examples),
     }
     config_digest = hashlib.sha256(json.dumps(run_config, sort_keys=True).encode()).hexdigest()
@@ -429,6 +431,7 @@ def train_lora(records: list[dict], out_dir: Path, train_params: dict, model_par
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     summary = {
         "kind": kind, "backend": backend, "base": base, "finished": steps >= max_steps,
+        "dtype": run_config["dtype"].replace("torch.", ""), "batching": run_config["batching"],
         "stopped_by_time_budget": clock.stopped, "steps": steps, "max_steps": max_steps,
         "resumed_from_step": resumed_step, "world_size": state.num_processes,
         "final_loss": losses[-1] if losses else None, "first_loss": losses[0] if losses else None,

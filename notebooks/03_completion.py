@@ -85,7 +85,8 @@ if not summary["finished"]:
     raise RuntimeError(
         f"training stopped at its time budget after step {summary['steps']} of {summary['max_steps']}; "
         f"the checkpoint is saved in {OUT / 'checkpoints'}: run this stage again to continue")
-print({k: summary[k] for k in ("steps", "final_loss", "tokens_per_s", "nonpad_share", "train_wall_s", "backend")})
+print({k: summary[k] for k in ("steps", "final_loss", "tokens_per_s", "nonpad_share", "train_wall_s", "backend",
+                               "dtype", "batching")})
 
 # %%
 log = [entry for entry in read_jsonl(OUT / LOG_FILE) if "loss" in entry]
@@ -128,7 +129,8 @@ write_metrics(OUT, {
     "final_train_loss": summary["final_loss"], "first_train_loss": summary["first_loss"],
     "eval_ppl_base": round(eval_ppl_base, 3), "eval_ppl_tuned": round(eval_ppl_tuned, 3),
     "tokens_per_s": summary["tokens_per_s"], "nonpad_share": summary["nonpad_share"],
-    "backend": summary["backend"], "steps": summary["steps"], "resumed_from_step": summary["resumed_from_step"],
+    "backend": summary["backend"], "dtype": summary["dtype"], "batching": summary["batching"],
+    "steps": summary["steps"], "resumed_from_step": summary["resumed_from_step"],
     "train_wall_s": summary["train_wall_s"], "wall_s": round(time.time() - STARTED, 1),
     "train_chunks": len(train_records), "eval_chunks_scored": len(scored), "eval_chunks": len(eval_records),
     "peak_gpu_memory_gb": summary["peak_gpu_memory_gb"], "base": P["model"]["base"], "adapter": "adapter",

@@ -102,7 +102,8 @@ if not summary["finished"]:
     raise RuntimeError(
         f"training stopped at its time budget after step {summary['steps']} of {summary['max_steps']}; "
         f"the checkpoint is saved in {OUT / 'checkpoints'}: run this stage again to continue")
-print({k: summary[k] for k in ("steps", "final_loss", "tokens_per_s", "nonpad_share", "train_wall_s", "backend")})
+print({k: summary[k] for k in ("steps", "final_loss", "tokens_per_s", "nonpad_share", "train_wall_s", "backend",
+                               "dtype", "batching")})
 print(summary["data"])
 
 # %%
@@ -134,7 +135,8 @@ for question, old, new in zip(questions, before, after):
 write_metrics(OUT, {
     "final_train_loss": summary["final_loss"], "first_train_loss": summary["first_loss"],
     "tokens_per_s": summary["tokens_per_s"], "nonpad_share": summary["nonpad_share"],
-    "backend": summary["backend"], "steps": summary["steps"], "resumed_from_step": summary["resumed_from_step"],
+    "backend": summary["backend"], "dtype": summary["dtype"], "batching": summary["batching"],
+    "steps": summary["steps"], "resumed_from_step": summary["resumed_from_step"],
     "train_wall_s": summary["train_wall_s"], "wall_s": round(time.time() - STARTED, 1),
     "conversations": summary["data"]["conversations"], "conversations_trained": summary["data"]["kept"],
     "dropped_too_long": summary["data"]["dropped_too_long"], "loss_token_share": summary["data"]["loss_share"],

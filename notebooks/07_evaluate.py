@@ -189,7 +189,8 @@ entry = progress_log.progress_entry(
          f"{stage_metrics['02_split']['train_chunks']} chunks of at most {stage_metrics['02_split']['max_tokens']} tokens; "
          f"{stage_metrics['04_qa'].get('conversations')} conversations from 04 ("
          + ", ".join(f"{source} {count}" for source, count in qa_counts.items()) + ")",
-    train={"completion": progress_log.train_setup(P["train_completion"]), "chat": progress_log.train_setup(P["train_chat"])},
+    train={"completion": progress_log.train_setup(P["train_completion"], stage_metrics["03_completion"]),
+           "chat": progress_log.train_setup(P["train_chat"], stage_metrics["05_chat"])},
     final_loss={"completion": stage_metrics["03_completion"].get("final_train_loss"),
                 "chat": stage_metrics["05_chat"].get("final_train_loss")},
     measures_table=key_table, samples=samples, persona_name=NAME,
