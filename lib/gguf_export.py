@@ -16,6 +16,7 @@ raises ImatrixUnavailable with the reason, and the stage records it.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -229,9 +230,26 @@ def imatrix_array(imatrix: dict):
     return entries, keep
 
 
+@contextlib.contextmanager
+def native_stderr_to(log_path: Path):
+    """Send what C code writes to file descriptor 2 to log_path (appended) for the duration:
+    llama.cpp's quantizer prints a few lines per tensor, 3,000 of them for a 135M model,
+    which would bury a rendered notebook."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def quantize_gguf(src: Path, dst: Path, level: str, imatrix: dict | None = None, nthread: int = 0) -> Path:
     """Quantize an f16 GGUF to `level` with llama_cpp.llama_model_quantize, optionally with an
-    importance matrix ({tensor name: per-column weights}, see read_imatrix)."""
+    importance matrix ({tensor name: per-column weights}, see read_imatrix). llama.cpp's
+    per-tensor log goes to <dst>.log next to the file; a failure quotes its end."""
     import llama_cpp
 
     src, dst = Path(src), Path(dst)
@@ -244,10 +262,15 @@ def quantize_gguf(src: Path, dst: Path, level: str, imatrix: dict | None = None,
     if imatrix:
         params.imatrix, keep = imatrix_array(imatrix)
     partial = dst.with_name(f".{dst.name}.partial")
+    log_path = dst.with_name(f"{dst.name}.log")
+    log_path.unlink(missing_ok=True)
     try:
-        status = llama_cpp.llama_model_quantize(str(src).encode(), str(partial).encode(), ctypes.byref(params))
+        with native_stderr_to(log_path):
+            status = llama_cpp.llama_model_quantize(str(src).encode(), str(partial).encode(), ctypes.byref(params))
         if status != 0:
-            raise ExportError(f"llama_model_quantize {src.name} -> {level} failed with status {status}")
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:] if log_path.is_file() else []
+            raise ExportError(f"llama_model_quantize {src.name} -> {level} failed with status {status}; "
+                              f"the end of {log_path}:\n" + "\n".join(tail))
         os.replace(partial, dst)
     finally:
         partial.unlink(missing_ok=True)
