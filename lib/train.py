@@ -303,11 +303,22 @@ def length_grouped_order(lengths: list[int], batch_size: int, seed: int, window_
     return [index for batch in full + short for index in batch]
 
 
+def training_order(examples: list[dict], batching: str, batch_size: int, seed: int) -> list[dict]:
+    """The examples in the order they are trained: length_grouped_order for length-grouped
+    batches (the Trainer then takes them in sequence); unchanged for padding-free ones (the
+    Trainer shuffles them)."""
+    if batching == "padding_free":
+        return examples
+    if batching != "length_grouped":
+        raise ValueError(f"batching must be padding_free or length_grouped, got {batching!r}")
+    return [examples[i] for i in length_grouped_order([len(ex["input_ids"]) for ex in examples], batch_size, seed)]
+
+
 def make_trainer(model, tokenizer, examples: list[dict], args, backend: str, callbacks: list,
                  batching: str | None = None):
     """unsloth: trl's SFTTrainer (padding_free in its args). hf: the transformers Trainer
-    with trl's collator, padding-free or on length-grouped padded batches (pick_batching);
-    the examples then go in the order of length_grouped_order, unshuffled by the Trainer."""
+    with trl's collator, padding-free or on length-grouped padded batches (pick_batching),
+    whose examples come in training_order's order and are taken in sequence."""
     from datasets import Dataset
 
     if backend == "unsloth":
@@ -317,14 +328,10 @@ def make_trainer(model, tokenizer, examples: list[dict], args, backend: str, cal
     from transformers import Trainer
 
     batching = batching or pick_batching(backend)
+    examples = training_order(examples, batching, args.per_device_train_batch_size, args.seed)
     if batching == "length_grouped":
-        order = length_grouped_order([len(ex["input_ids"]) for ex in examples], args.per_device_train_batch_size,
-                                     args.seed)
-        examples = [examples[i] for i in order]
         args.train_sampling_strategy = "sequential"
         args.include_num_input_tokens_seen = "non_padding"  # counted from the attention mask
-    elif batching != "padding_free":
-        raise ValueError(f"batching must be padding_free or length_grouped, got {batching!r}")
     return Trainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
                    data_collator=language_model_collator(tokenizer, padding_free=batching == "padding_free"),
                    processing_class=tokenizer, callbacks=callbacks)
@@ -406,7 +413,8 @@ def train_lora(records: list[dict], out_dir: Path, train_params: dict, model_par
         "train": {k: v for k, v in train_params.items() if k not in RESUMABLE_CHANGES},
         "model": {k: model_params[k] for k in ("load_in_4bit", "chat_template")},
         "dtype": str(pick_dtype(model_params["dtype"])), "batching": pick_batching(backend),
-        "examples": examples_digest(examples),
+        "examples": examples_digest(training_order(examples, pick_batching(backend), train_params["batch_size"],
+                                                   train_params["seed"])),  # the order too
     }
     config_digest = hashlib.sha256(json.dumps(run_config, sort_keys=True).encode()).hexdigest()
     finished = finished_summary(out_dir, config_digest)
