@@ -231,17 +231,20 @@ def imatrix_array(imatrix: dict):
 
 
 @contextlib.contextmanager
-def native_stderr_to(log_path: Path):
-    """Send what C code writes to file descriptor 2 to log_path (appended) for the duration:
-    llama.cpp's quantizer prints a few lines per tensor, 3,000 of them for a 135M model,
-    which would bury a rendered notebook."""
+def llama_log_to(log_path: Path):
+    """Send llama.cpp's log to log_path (appended) for the duration: its quantizer prints a
+    few lines per tensor, 3,000 of them for a 135M model, which would bury a rendered
+    notebook. llama-cpp-python forwards the log to Python's sys.stderr; what C code writes
+    to file descriptor 2 directly goes there too."""
     sys.stderr.flush()
     saved = os.dup(2)
-    with open(log_path, "ab") as log:
+    with open(log_path, "a", encoding="utf-8", errors="replace") as log:
         os.dup2(log.fileno(), 2)
         try:
-            yield
+            with contextlib.redirect_stderr(log):
+                yield
         finally:
+            log.flush()
             os.dup2(saved, 2)
             os.close(saved)
 
@@ -265,7 +268,7 @@ def quantize_gguf(src: Path, dst: Path, level: str, imatrix: dict | None = None,
     log_path = dst.with_name(f"{dst.name}.log")
     log_path.unlink(missing_ok=True)
     try:
-        with native_stderr_to(log_path):
+        with llama_log_to(log_path):
             status = llama_cpp.llama_model_quantize(str(src).encode(), str(partial).encode(), ctypes.byref(params))
         if status != 0:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-5:] if log_path.is_file() else []

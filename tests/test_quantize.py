@@ -120,6 +120,9 @@ def test_quantized_files_shrink(exported):
     assert 0.50 < size["q8_0"] / size["f16"] < 0.56      # 8.5 bits per weight of 16
     assert size["q4_k_m"] < 0.8 * size["q8_0"]
     assert gx.gguf_metadata(exported["q8_0"])["general.file_type"] == 7   # LLAMA_FTYPE_MOSTLY_Q8_0
+    # llama.cpp's per-tensor log went to a file next to the quant, not to the notebook
+    log = exported["q8_0"].with_name(exported["q8_0"].name + ".log").read_text()
+    assert "llama_model_quantize" in log or "q8_0" in log
 
 
 def test_gate_measures_a_good_export_and_passes_it(exported, scored, tokenizer):
