@@ -73,7 +73,7 @@ def measure_one(setup: str, steps: int, batch_size: int) -> dict:
     from lib.environment import pick_dtype
     from lib.params import load_params
     from lib.train import (add_lora, language_model_collator, load_base_for_training, make_trainer, nonpad_share,
-                           training_arguments)
+                           training_arguments, training_order)
 
     params = load_params("pg", "cpu", ["model.dtype=float32"] if setup in ("project_fp32", "padded") else [])
     train = dict(params["train_completion"], max_steps=steps, batch_size=batch_size, grad_accum=1,
@@ -87,11 +87,12 @@ def measure_one(setup: str, steps: int, batch_size: int) -> dict:
     args = training_arguments(train, params["model"], ROOT / "bench" / "tmp" / setup, "hf")
     args.save_strategy = "no"
     if setup in BATCHING:
-        trainer = make_trainer(model, tokenizer, examples, args, "hf", [], batching=BATCHING[setup])
+        examples = training_order(examples, BATCHING[setup], batch_size, train["seed"])
+        trainer = make_trainer(model, tokenizer, examples, args, "hf", [], BATCHING[setup])
     else:
         trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
                           data_collator=language_model_collator(tokenizer, padding_free=False))
-    share = nonpad_share(trainer.data_collator, list(trainer.train_dataset), batch_size)
+    share = nonpad_share(trainer.data_collator, examples, batch_size)
     real = sum(len(e["input_ids"]) for e in examples)
     started = time.perf_counter()
     trainer.train()

@@ -19,9 +19,10 @@ No compute goes to padding, by one of two batchings (measured in bench/results/)
   position_ids restart at each example; flash attention (and SDPA) keep them apart.
 - on a CPU, length-grouped padded batches: examples are shuffled, sorted by length within
   windows of 64 batches, and the batches shuffled again, so a batch holds similar lengths
-  (98-99% non-pad on the cpu profile's chunks and conversations; 95% with windows of 16). Here SDPA's packed-sequence mask costs
-  more than it saves: one 1,800-token row attends over 3x the pairs of four 450-token
-  rows, and padding-free ran slower than plain padded batches.
+  (98-99% non-pad on the cpu profile's chunks and conversations; 95% with windows of 16).
+  Here SDPA's packed-sequence mask costs more than it saves: one 1,800-token row attends
+  over 3x the pairs of four 450-token rows, and padding-free ran slower than plain padded
+  batches.
 The share of non-pad positions is measured on the batches in training order and reported.
 
 A run checkpoints to <out>/checkpoints every save_steps. Running it again after a kill
@@ -314,11 +315,10 @@ def training_order(examples: list[dict], batching: str, batch_size: int, seed: i
     return [examples[i] for i in length_grouped_order([len(ex["input_ids"]) for ex in examples], batch_size, seed)]
 
 
-def make_trainer(model, tokenizer, examples: list[dict], args, backend: str, callbacks: list,
-                 batching: str | None = None):
+def make_trainer(model, tokenizer, examples: list[dict], args, backend: str, callbacks: list, batching: str):
     """unsloth: trl's SFTTrainer (padding_free in its args). hf: the transformers Trainer
-    with trl's collator, padding-free or on length-grouped padded batches (pick_batching),
-    whose examples come in training_order's order and are taken in sequence."""
+    with trl's collator, padding-free or on length-grouped padded batches; for the latter
+    the examples must already be in training_order's order, and are taken in sequence."""
     from datasets import Dataset
 
     if backend == "unsloth":
@@ -327,8 +327,6 @@ def make_trainer(model, tokenizer, examples: list[dict], args, backend: str, cal
                           callbacks=callbacks)
     from transformers import Trainer
 
-    batching = batching or pick_batching(backend)
-    examples = training_order(examples, batching, args.per_device_train_batch_size, args.seed)
     if batching == "length_grouped":
         args.train_sampling_strategy = "sequential"
         args.include_num_input_tokens_seen = "non_padding"  # counted from the attention mask
@@ -407,14 +405,15 @@ def train_lora(records: list[dict], out_dir: Path, train_params: dict, model_par
     set_seed(train_params["seed"])
     model = add_lora(model, train_params, backend, trainable_ids)
     trainable, total = model.get_nb_trainable_parameters()
+    batching = pick_batching(backend)
+    examples = training_order(examples, batching, train_params["batch_size"], train_params["seed"])
 
     run_config = {
         "kind": kind, "base": base, "backend": backend, "world_size": state.num_processes,
         "train": {k: v for k, v in train_params.items() if k not in RESUMABLE_CHANGES},
         "model": {k: model_params[k] for k in ("load_in_4bit", "chat_template")},
-        "dtype": str(pick_dtype(model_params["dtype"])), "batching": pick_batching(backend),
-        "examples": examples_digest(training_order(examples, pick_batching(backend), train_params["batch_size"],
-                                                   train_params["seed"])),  # the order too
+        "dtype": str(pick_dtype(model_params["dtype"])), "batching": batching,
+        "examples": examples_digest(examples),  # in training order: the order is part of the run
     }
     config_digest = hashlib.sha256(json.dumps(run_config, sort_keys=True).encode()).hexdigest()
     finished = finished_summary(out_dir, config_digest)
@@ -430,8 +429,8 @@ def train_lora(records: list[dict], out_dir: Path, train_params: dict, model_par
 
     clock = training_clock(train_params["time_budget_min"])
     trainer = make_trainer(model, tokenizer, examples, training_arguments(train_params, model_params, out_dir, backend),
-                           backend, [clock])
-    share = nonpad_share(trainer.data_collator, list(trainer.train_dataset), train_params["batch_size"])
+                           backend, [clock], batching)
+    share = nonpad_share(trainer.data_collator, examples, train_params["batch_size"])
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     steps, max_steps = trainer.state.global_step, trainer.state.max_steps
     resumed_step = int(resume.name.split("-")[-1]) if resume else 0
