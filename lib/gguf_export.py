@@ -234,16 +234,24 @@ def imatrix_array(imatrix: dict):
 def llama_log_to(log_path: Path):
     """Send llama.cpp's log to log_path (appended) for the duration: its quantizer prints a
     few lines per tensor, 3,000 of them for a 135M model, which would bury a rendered
-    notebook. llama-cpp-python forwards the log to Python's sys.stderr; what C code writes
-    to file descriptor 2 directly goes there too."""
+    notebook. llama-cpp-python forwards the log to Python's sys.stderr, filtered by its
+    "llama-cpp-python" logger, which any Llama(verbose=False) earlier in the process sets to
+    errors only: the whole log is let through here, into the file. What C code writes to
+    file descriptor 2 directly goes there too."""
+    import logging
+
+    llama_logger = logging.getLogger("llama-cpp-python")
+    level = llama_logger.level
     sys.stderr.flush()
     saved = os.dup(2)
     with open(log_path, "a", encoding="utf-8", errors="replace") as log:
         os.dup2(log.fileno(), 2)
+        llama_logger.setLevel(logging.DEBUG)
         try:
             with contextlib.redirect_stderr(log):
                 yield
         finally:
+            llama_logger.setLevel(level)
             log.flush()
             os.dup2(saved, 2)
             os.close(saved)
