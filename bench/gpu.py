@@ -187,7 +187,7 @@ def run_project(model_dir: Path, args) -> dict:
     from transformers import TrainerCallback
 
     from lib.models import pick_backend
-    from lib.train import add_lora, load_base_for_training, make_trainer, training_arguments
+    from lib.train import add_lora, load_base_for_training, make_trainer, pick_batching, training_arguments, training_order
 
     backend = pick_backend("auto")
     model_params = {"base": str(model_dir), "dtype": "auto", "load_in_4bit": torch.cuda.is_available(),
@@ -199,7 +199,8 @@ def run_project(model_dir: Path, args) -> dict:
     model, tokenizer = load_base_for_training(str(model_dir), model_params, backend, args.seq)
     model = add_lora(model, train, backend, [])
     ids = random_batch(args.batch * (args.warmup + args.steps), args.seq, 128256, "cpu")["input_ids"].tolist()
-    examples = [{"input_ids": row, "labels": row} for row in ids]
+    batching = pick_batching(backend)
+    examples = training_order([{"input_ids": row, "labels": row} for row in ids], batching, args.batch, 0)
 
     class Timer(TrainerCallback):
         def on_step_begin(self, a, state, control, **kw):
@@ -210,12 +211,13 @@ def run_project(model_dir: Path, args) -> dict:
     timer = Timer()
     out = Path("/tmp/bench-project")
     trainer = make_trainer(model, tokenizer, examples, training_arguments(train, model_params, out, backend),
-                           backend, [timer])
+                           backend, [timer], batching)
     trainer.args.save_strategy = "no"
     trainer.train()
     torch.cuda.synchronize() if torch.cuda.is_available() else None
     seconds = (time.perf_counter() - timer.started) / args.steps
-    return {"tok_s": round(args.batch * args.seq / seconds), "step_s": round(seconds, 4), "backend": backend}
+    return {"tok_s": round(args.batch * args.seq / seconds), "step_s": round(seconds, 4), "backend": backend,
+            "batching": batching}
 
 
 def run_max_seq(model_dir: Path, args) -> dict:

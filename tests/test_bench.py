@@ -25,7 +25,8 @@ def test_gpu_bench_runs_on_a_tiny_shape(tmp_path):
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(next(tmp_path.glob("gpu-*.json")).read_text())
-    assert report["results"]["hf_lora"]["tok_s"] > 0 and report["results"]["project"]["tok_s"] > 0
+    for mode in ("hf_lora", "project"):
+        assert report["results"][mode].get("tok_s", 0) > 0, (mode, report["results"][mode], result.stderr[-3000:])
     assert report["results"]["project"]["backend"] == "hf"
 
 
