@@ -12,10 +12,11 @@ PY := .venv/bin/python
 PROFILE ?= auto
 SET ?=
 RUN = $(PY) -m lib.runner --profile $(PROFILE) $(foreach s,$(SET),--set $(s))
+HUB = $(PY) -m lib.hub --profile $(PROFILE) $(foreach s,$(SET),--set $(s))
 PERSONAS := pg trump
 STAGES := scrape split completion qa chat-train quantize evaluate
 
-.PHONY: help setup test test-fast bench notebooks clean $(foreach p,$(PERSONAS),$(p)-chat $(foreach s,$(STAGES),$(p)-$(s)))
+.PHONY: help setup test test-fast bench notebooks clean $(foreach p,$(PERSONAS),$(p)-chat $(p)-push $(foreach s,$(STAGES),$(p)-$(s)))
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 22
@@ -33,11 +34,19 @@ help: ## list the targets
 
 setup: .venv/.installed ## create .venv and install everything
 
-pg-chat: setup ## the whole chain for Paul Graham (01 ... 07)
+pg-chat: setup ## the whole chain for Paul Graham (01 ... 07), then the push if hub.push is true
 	$(RUN) pg all
+	$(HUB) pg --if-enabled
 
-trump-chat: setup ## the whole chain for Donald Trump (01 ... 07)
+trump-chat: setup ## the whole chain for Donald Trump (01 ... 07), then the push if hub.push is true
 	$(RUN) trump all
+	$(HUB) trump --if-enabled
+
+pg-push: setup ## push adapters, GGUF files, Modelfile and a model card to hub.repo_id (HF_TOKEN)
+	$(HUB) pg
+
+trump-push: setup ## the same for Donald Trump
+	$(HUB) trump
 
 # per-stage targets: make pg-scrape, make trump-split, make pg-chat-train, ... (explicit rules:
 # make never applies a pattern rule to a .PHONY target)

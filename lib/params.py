@@ -199,6 +199,9 @@ def check_values(params: dict, persona_file: Path) -> None:
         fail("quantize.sample_seeds", "must be at least 1")
     if not 0 <= params["quantize"]["max_degenerate_excess"] < 1:
         fail("quantize.max_degenerate_excess", "must be in [0, 1)")
+    for level in params["hub"]["gguf_levels"]:
+        if level.removesuffix("-imatrix") not in ("f16", *QUANT_LEVELS) or level == "f16-imatrix":
+            fail("hub.gguf_levels", f"has unknown level {level!r} (f16, {', '.join(QUANT_LEVELS)}, or <level>-imatrix)")
     for section, values in params.items():
         for key, value in values.items():
             if isinstance(value, str) and SECRET_VALUE_PATTERN.match(value):

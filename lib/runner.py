@@ -44,7 +44,7 @@ SECTIONS = {
     "03_completion": ("model", "train_completion"),
     "04_qa": ("persona", "qa"),
     "05_chat": ("persona", "model", "train_chat"),
-    "06_quantize": ("persona", "model", "quantize", "hub"),
+    "06_quantize": ("persona", "model", "quantize"),
     "07_evaluate": ("persona", "model", "evaluate"),
 }
 ALIASES = {stage.split("_", 1)[1]: stage for stage in STAGES}

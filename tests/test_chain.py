@@ -71,3 +71,40 @@ def test_evaluation_report_and_progress_entry(chain):
     assert progress.startswith("# Progress log\n")  # what was there is kept
     assert progress.count(f"### {name}: smoke run") == 1 and "**Conclusion**" in progress
     assert "| base_prompted |" in progress and "| chat |" in progress
+
+
+def hub_cli(chain, *args, **env):
+    environ = {**__import__("os").environ, "RUNS_DIR": str(chain["runs"].parent), **env}
+    environ.pop("HF_TOKEN", None) if "HF_TOKEN" not in env else None
+    return subprocess.run([PYTHON, "-m", "lib.hub", chain["persona"], "--profile", "smoke", *args], cwd=ROOT,
+                          env=environ, capture_output=True, text=True, timeout=300)
+
+
+def test_hub_dry_run_lists_the_finished_run_and_its_card(chain):
+    result = hub_cli(chain, "--dry-run", "--set", "hub.repo_id=someone/persona-test")
+    assert result.returncode == 0, result.stderr
+    persona, q = chain["persona"], chain["metrics"]["06_quantize"]
+    listed = {line.split()[0] for line in result.stdout.splitlines() if " MB  " in line}
+    assert {"completion-adapter/adapter_model.safetensors", "chat-adapter/adapter_model.safetensors",
+            "chat-adapter/tokenizer.json", "Modelfile", "evaluation.md", q["modelfile_from"],
+            f"{persona}-q8_0.gguf", f"{persona}-q4_k_m.gguf", f"{persona}-chat-lora-f16.gguf"} <= listed
+    assert f"{persona}-f16.gguf" not in listed  # not in hub.gguf_levels
+    card = result.stdout.split("--- README.md ---", 1)[1]
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card
+    assert f"{q['quants']['q8_0']['kld']:.4f}" in card and "| chat |" in card
+
+
+def test_hub_push_that_cannot_reach_the_hub_fails_clearly_and_keeps_the_run(chain):
+    token = "hf_" + "q" * 34
+    before = {p: p.stat().st_mtime_ns for p in chain["runs"].rglob("*") if p.is_file()}
+    result = hub_cli(chain, "--set", "hub.repo_id=someone/persona-test", HF_TOKEN=token,
+                     HF_ENDPOINT="http://127.0.0.1:9")
+    assert result.returncode == 2
+    assert "push to someone/persona-test failed" in result.stderr and "files are unchanged" in result.stderr
+    assert token not in result.stdout + result.stderr
+    assert before == {p: p.stat().st_mtime_ns for p in chain["runs"].rglob("*") if p.is_file()}
+
+
+def test_hub_push_without_a_token_names_the_variable(chain):
+    result = hub_cli(chain, "--set", "hub.repo_id=someone/persona-test")
+    assert result.returncode == 2 and "HF_TOKEN" in result.stderr
