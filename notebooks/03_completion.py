@@ -33,9 +33,10 @@ repo_url = "https://github.com/persona-llm/persona-llm"  # fetched when the note
 import os, subprocess, sys
 from pathlib import Path
 ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "lib" / "params.py").is_file()), None)
-if ROOT is None:
-    subprocess.run(["git", "clone", "--depth=1", repo_url, "persona-llm"], check=True)
+if ROOT is None:  # on its own: clone once (a restarted runtime reuses the clone), then install
     ROOT = Path("persona-llm").resolve()
+    if not (ROOT / "lib" / "params.py").is_file():
+        subprocess.run(["git", "clone", "--depth=1", repo_url, str(ROOT)], check=True)
     subprocess.run([sys.executable, "-m", "lib.environment", "install"], cwd=ROOT, check=True)
 os.chdir(ROOT); sys.path.insert(0, str(ROOT))
 

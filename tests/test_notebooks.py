@@ -40,3 +40,32 @@ def test_parameters_cell(script):
     assert notebook.cells[0].cell_type == "markdown", f"{script.name}: opens with a markdown cell"
     source = script.read_text()
     assert "sys.exit" not in source and "%run" not in source
+
+
+@pytest.mark.slow
+def test_a_notebook_opened_on_its_own_fetches_the_repository_and_runs(tmp_path, monkeypatch):
+    """As in Colab or Kaggle: the .ipynb alone in a folder with no repository above it. Its
+    setup cell clones repo_url (here this repository, by file://), installs the requirements
+    into the running Python and runs the stage; run again (a restarted runtime), it reuses
+    the clone."""
+    import shutil
+    import subprocess
+
+    import papermill
+
+    root = NOTEBOOKS.parent
+    alone = tmp_path / "content"
+    alone.mkdir()
+    shutil.copy(NOTEBOOKS / "01_scrape.ipynb", alone)
+    monkeypatch.setenv("RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("OFFLINE", "1")
+    parameters = {"persona": "pg", "profile": "smoke", "overrides": "scrape.max_documents=3",
+                  "repo_url": f"file://{root}"}
+    for run in ("first", "restarted"):
+        papermill.execute_notebook(str(alone / "01_scrape.ipynb"), str(alone / f"{run}.ipynb"), parameters=parameters,
+                                   cwd=str(alone), kernel_name="python3", progress_bar=False)
+        metrics = tmp_path / "runs" / "pg" / "01_scrape" / "metrics.json"
+        assert metrics.is_file(), run
+        metrics.unlink()
+    head = lambda repo: subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout
+    assert head(alone / "persona-llm") == head(root)
