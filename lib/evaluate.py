@@ -31,8 +31,8 @@ from pathlib import Path
 from lib import qa
 from lib.runfiles import ROOT, read_json
 from lib.split import document_header, split_paragraphs
-from lib.style_metrics import (delta_profile, distinct_n, find_tics, identity_verdict, repeated_ngram_rate,
-                               rouge_l, style_scores, tic_rate)
+from lib.style_metrics import (MIN_STYLE_WORDS, delta_profile, distinct_n, find_tics, identity_verdict,
+                               repeated_ngram_rate, rouge_l, style_scores, tic_rate)
 
 IDENTITY_PROBES_FILE = ROOT / "data" / "eval" / "identity_probes.json"
 BASELINE = "base_prompted"
@@ -523,16 +523,18 @@ def render_report(*, persona_name: str, persona: str, profile: str, systems: lis
         "identity and do not call themselves an AI.",
         "- style score: Burrows' Delta (most frequent words) and character 3-gram similarity against the "
         "person's held-out text, each scaled so the prompted base model is 0 and the person's own held-out "
-        "text (the other half of its paragraphs) is 1, then averaged.",
+        "text (the other half of its paragraphs) is 1, then averaged. Each system is compared at its own "
+        "length (the three texts in pieces of the same number of words), so its score does not depend on "
+        f"the other systems; under {MIN_STYLE_WORDS} words there is no score (–).",
         "- knowledge / title ROUGE-L: overlap with the person's real answer to a held-out interview question, "
         "or with the opening of the real essay of a held-out title; title style score: the style score of "
         "those essays alone (the completion model writes them from the document header it was trained on).",
         "- distinct-2, repeated 3-gram rate, tic rate: degeneration, on every answer except identity probes.",
         "- held-out perplexity: on 02's held-out chunks (lower is better).", "",
     ]
-    words = metrics["style_words"].get(BASELINE) or 0
+    words = min((n for n in metrics["style_words"].values() if n), default=0)
     if words < STABLE_STYLE_WORDS:
-        lines += [f"Caution: the style scores compare samples of only {words} words; below about "
+        lines += [f"Caution: some style scores compare samples of only {words} words; below about "
                   f"{STABLE_STYLE_WORDS} words Delta and character n-gram frequencies are too noisy to rank "
                   "systems (more prompts, seeds or max_new_tokens give longer samples).", ""]
     lines += [

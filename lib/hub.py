@@ -82,6 +82,10 @@ def upload_plan(persona: str, gguf_levels: list[str]) -> list[tuple[Path, str]]:
     return plan
 
 
+def number(value, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
 def model_card(params: dict, repo_id: str, quant_metrics: dict, eval_metrics: dict | None) -> str:
     """README.md for the repo: what the model is, how to run it, and the run's own numbers."""
     persona, name = params["run"]["persona"], params["persona"]["name"]
@@ -102,15 +106,14 @@ def model_card(params: dict, repo_id: str, quant_metrics: dict, eval_metrics: di
              "", "## Quantization quality (06, on held-out text, against f16)", "",
              "| file | size MB | perplexity | KLD | top-1 agreement |", "|---|---:|---:|---:|---:|"]
     for info in [quant_metrics["f16"], *quant_metrics["quants"].values()]:
-        kld = "–" if info["kld"] is None else f"{info['kld']:.4f}"
-        top1 = "–" if info["top1"] is None else f"{info['top1']:.3f}"
-        lines.append(f"| {info['file']} | {info['size_mb']:.0f} | {info['ppl']:.2f} | {kld} | {top1} |")
+        lines.append(f"| {info['file']} | {info['size_mb']:.0f} | {number(info['ppl'], 2)} | {number(info['kld'], 4)} "
+                     f"| {number(info['top1'], 3)} |")
     if eval_metrics:
         lines += ["", f"## Evaluation (07; baseline: the base model prompted to be {name})", "",
                   "| system | identity rate | style score | held-out perplexity |", "|---|---:|---:|---:|"]
         for system in eval_metrics["systems"]:
-            lines.append(f"| {system} | {eval_metrics['identity_rate'][system]:.2f} | "
-                         f"{eval_metrics['style_score'][system]:.2f} | {eval_metrics['heldout_ppl'][system]:.2f} |")
+            lines.append(f"| {system} | " + " | ".join(number(eval_metrics[key][system], 2) for key in
+                                                     ("identity_rate", "style_score", "heldout_ppl")) + " |")
         lines += ["", "Style score: 0 = the prompted base model, 1 = the person's own held-out text. "
                   "Definitions and samples: `evaluation.md`."]
     lines += ["", f"Trained with the `{params['run']['profile']}` profile of persona-llm."]

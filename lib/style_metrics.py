@@ -135,31 +135,58 @@ def style_distances(text: str, reference: str, profile: DeltaProfile, char_n: in
             "char_sim": char_ngram_similarity(text, reference, char_n)}
 
 
+def word_windows(text: str, length: int) -> list[str]:
+    """The text as consecutive, non-overlapping pieces of `length` words (the rest dropped)."""
+    parts = text.split()
+    return [" ".join(parts[i:i + length]) for i in range(0, len(parts) - length + 1, length)]
+
+
+def mean_style_distances(text: str, length: int, reference: str, profile: DeltaProfile, char_n: int = 3) -> dict:
+    """style_distances averaged over the text's windows of `length` words: a text much longer
+    than `length` is measured on all of it, at that length."""
+    windows = [style_distances(w, reference, profile, char_n) for w in word_windows(text, length)]
+    return {key: sum(w[key] for w in windows) / len(windows) for key in ("delta", "char_sim")}
+
+
+MIN_STYLE_WORDS = 100  # below this a text's word frequencies say next to nothing about style (at 60 words
+# Trump's answers scored as high as Paul Graham's essays on a Trump-to-PG scale; from 250 they separate)
+
+
 def style_scores(samples: dict[str, str], reference: str, own_text: str, baseline: str,
                  profile: DeltaProfile, char_n: int = 3) -> dict[str, dict]:
     """Style of each sample against the person's held-out reference text, normalised so the
     baseline sample scores 0 and own_text (the person's own held-out text not in the reference)
     scores 1.
 
-    To compare like with like (both measures depend on length), the samples and own_text are
-    cut to at most the median sample length in words. style_score is the mean of the Delta and character
-    n-gram scores. Returns {name: {delta, char_sim, delta_score, char_score, style_score, words}}
-    with an entry "own_text" for the ceiling itself.
+    Both measures depend on length, so each sample is compared like with like: it, the
+    baseline and own_text are cut to the shortest of the three (in words) and the sample is
+    scored between those two cuts. A sample's score therefore depends only on its own text
+    (adding, removing or retraining another system leaves it unchanged), and a system that
+    answers briefly is not marked down for brevity alone. style_score is the mean of the Delta
+    and character n-gram scores. Returns {name: {delta, char_sim, delta_score, char_score,
+    style_score, words}} with an entry "own_text" for the ceiling itself; a sample of fewer
+    than MIN_STYLE_WORDS words gets None scores (too little text to place on the scale).
     """
     if baseline not in samples:
         raise ValueError(f"style_scores: baseline {baseline!r} is not among the samples {sorted(samples)}")
-    lengths = sorted(len(text.split()) for text in samples.values())
-    length = max(lengths[len(lengths) // 2], 1)
-    cut = {name: truncate_words(text, length) for name, text in samples.items()}
-    cut["own_text"] = truncate_words(own_text, length)
-    raw = {name: style_distances(text, reference, profile, char_n) for name, text in cut.items()}
-    low, high = raw[baseline], raw["own_text"]
+    limit = min(len(samples[baseline].split()), len(own_text.split()))
+    if limit < MIN_STYLE_WORDS:
+        raise ValueError(f"style_scores: the baseline and the person's own text need at least {MIN_STYLE_WORDS} "
+                         f"words each, got {len(samples[baseline].split())} and {len(own_text.split())}")
     scores = {}
-    for name, values in raw.items():
+    for name, text in [*samples.items(), ("own_text", own_text)]:
+        length = min(len(text.split()), limit)
+        if length < MIN_STYLE_WORDS:
+            scores[name] = {"delta": None, "char_sim": None, "delta_score": None, "char_score": None,
+                            "style_score": None, "words": length}
+            continue
+        values = mean_style_distances(text, length, reference, profile, char_n)
+        low = mean_style_distances(samples[baseline], length, reference, profile, char_n)
+        high = mean_style_distances(own_text, length, reference, profile, char_n)
         delta_score = normalised_score(values["delta"], low["delta"], high["delta"])
         char_score = normalised_score(values["char_sim"], low["char_sim"], high["char_sim"])
         scores[name] = {**values, "delta_score": delta_score, "char_score": char_score,
-                        "style_score": (delta_score + char_score) / 2, "words": len(cut[name].split())}
+                        "style_score": (delta_score + char_score) / 2, "words": length}
     return scores
 
 

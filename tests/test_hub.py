@@ -56,12 +56,12 @@ def test_model_card_carries_the_runs_numbers():
                                     "top1": 0.887}},
               "modelfile_from": "trump-q4_k_m.gguf"}
     evaluation = {"systems": ["base_prompted", "chat"], "identity_rate": {"base_prompted": 0.467, "chat": 0.633},
-                  "style_score": {"base_prompted": 0.0, "chat": 0.37}, "heldout_ppl": {"base_prompted": 20.09,
+                  "style_score": {"base_prompted": 0.0, "chat": None}, "heldout_ppl": {"base_prompted": 20.09,
                                                                                         "chat": 15.42}}
     card = model_card(params, "me/trump", quants, evaluation)
     assert card.startswith("---\nbase_model: HuggingFaceTB/SmolLM2-135M-Instruct\n")
     assert "| trump-q4_k_m.gguf | 101 | 15.90 | 0.0331 | 0.887 |" in card
-    assert "| chat | 0.63 | 0.37 | 15.42 |" in card
+    assert "| chat | 0.63 | – | 15.42 |" in card  # too few words for a style score
     assert "ollama run hf.co/me/trump:Q4_K_M" in card and "Donald Trump" in card
     assert "## Evaluation" not in model_card(params, "me/trump", quants, None)
 

@@ -149,10 +149,32 @@ def test_style_scores_real_text(pg, trump_answers):
     scores = style_scores(samples, reference, own, "trump_a", delta_profile(pg["train"][2:]))
     assert scores["trump_a"]["style_score"] == 0.0
     assert scores["own_text"]["style_score"] == 1.0
-    median = sorted(len(t.split()) for t in samples.values())[1]
-    assert max(s["words"] for s in scores.values()) == median  # longer samples are cut to the median
+    limit = min(len(samples["trump_a"].split()), len(own.split()))
+    assert {name: s["words"] for name, s in scores.items()} == {  # each cut to the shorter of it and the scale
+        name: min(len(text.split()), limit) for name, text in [*samples.items(), ("own_text", own)]}
     assert scores["pg_other"]["style_score"] > 0.4
     assert abs(scores["trump_b"]["style_score"]) < 0.25
     assert scores["pg_other"]["style_score"] > scores["trump_b"]["style_score"] + 0.3
     with pytest.raises(ValueError, match="baseline 'base'"):
         style_scores(samples, reference, own, "base", delta_profile(pg["train"][2:]))
+
+
+def test_a_style_score_depends_only_on_its_own_sample(pg, trump_answers):
+    """Adding a system with much shorter answers, or dropping one, leaves every other score
+    as it was; a short cut of the person's own essays still scores well above a Trump answer
+    of the same length; a sample under MIN_STYLE_WORDS gets no score."""
+    from lib.style_metrics import MIN_STYLE_WORDS
+
+    paragraphs = [p for text in pg["heldout"] for p in text.split("\n\n")]
+    reference, own = "\n\n".join(paragraphs[0::2]), "\n\n".join(paragraphs[1::2])
+    profile = delta_profile(pg["train"][2:])
+    samples = {"trump_a": "\n\n".join(trump_answers[:2]), "pg_other": "\n\n".join(pg["train"][:2])}
+    alone = style_scores(samples, reference, own, "trump_a", profile)
+    short_pg = " ".join(pg["train"][3].split()[:250])
+    short_trump = " ".join(" ".join(trump_answers[2:]).split()[:250])
+    more = style_scores({**samples, "short_pg": short_pg, "short_trump": short_trump, "tiny": "Yes, I am."},
+                        reference, own, "trump_a", profile)
+    assert more["pg_other"] == alone["pg_other"] and more["own_text"] == alone["own_text"]
+    assert more["short_pg"]["words"] == 250
+    assert more["short_pg"]["style_score"] > more["short_trump"]["style_score"] + 0.1
+    assert more["tiny"]["style_score"] is None and more["tiny"]["words"] < MIN_STYLE_WORDS
