@@ -53,12 +53,17 @@ def base_model_id(base: str) -> str:
     return EMBEDDED_HUB_IDS.get(base.removeprefix("embedded:"), base) if base.startswith("embedded:") else base
 
 
-def upload_plan(persona: str, gguf_levels: list[str]) -> list[tuple[Path, str]]:
+def upload_plan(persona: str, base: str, gguf_levels: list[str]) -> list[tuple[Path, str]]:
     """(local file, path in the repo) for a finished run: 03's and 05's adapters, 06's GGUF
     files of the given levels (plus the one the Modelfile loads), the adapter GGUFs, the
-    Modelfile, and 07's report when 07 has run. 06 must have finished, so its gate passed."""
+    Modelfile, and 07's report when 07 has run. 06 must have finished (so its gate passed)
+    from `base`, the params' model.base."""
     quantize = require_stage(persona, "06_quantize")
     q = read_json(quantize / "metrics.json")
+    made_from = read_json(quantize / ".inputs.json").get("base") if (quantize / ".inputs.json").is_file() else None
+    if made_from and made_from != base:
+        raise HubError(f"{quantize} was made from {made_from}, but these params say model.base {base}; "
+                       "push with the profile the run used (PROFILE=...)")
     if not q.get("gate", {}).get("passed"):
         raise HubError(f"{quantize / 'metrics.json'}: 06's quality gate did not pass; nothing to push")
     plan = []
@@ -116,7 +121,7 @@ def model_card(params: dict, repo_id: str, quant_metrics: dict, eval_metrics: di
                                                      ("identity_rate", "style_score", "heldout_ppl")) + " |")
         lines += ["", "Style score: 0 = the prompted base model, 1 = the person's own held-out text. "
                   "Definitions and samples: `evaluation.md`."]
-    lines += ["", f"Trained with the `{params['run']['profile']}` profile of persona-llm."]
+    lines += ["", "Made with persona-llm: its rendered notebooks and `PROGRESS.md` entry hold the whole run."]
     return "\n".join(lines) + "\n"
 
 
@@ -151,7 +156,7 @@ def main(argv=None) -> int:
             return 0
         repo_id = checked_repo_id(params)
         token = None if args.dry_run else hub_token()
-        plan = upload_plan(args.persona, params["hub"]["gguf_levels"])
+        plan = upload_plan(args.persona, params["model"]["base"], params["hub"]["gguf_levels"])
         quantize = require_stage(args.persona, "06_quantize")
         evaluate = quantize.parent / "07_evaluate" / "metrics.json"
         card = model_card(params, repo_id, read_json(quantize / "metrics.json"),

@@ -108,3 +108,10 @@ def test_hub_push_that_cannot_reach_the_hub_fails_clearly_and_keeps_the_run(chai
 def test_hub_push_without_a_token_names_the_variable(chain):
     result = hub_cli(chain, "--set", "hub.repo_id=someone/persona-test")
     assert result.returncode == 2 and "HF_TOKEN" in result.stderr
+
+
+def test_hub_refuses_a_run_made_from_another_base_model(chain):
+    result = hub_cli(chain, "--dry-run", "--set", "hub.repo_id=someone/persona-test",
+                     "--set", "model.base=unsloth/llama-3-8b-bnb-4bit")
+    assert result.returncode == 2
+    assert "was made from embedded:smollm2-135m-instruct" in result.stderr and "PROFILE" in result.stderr

@@ -37,7 +37,7 @@ def test_unknown_gguf_level_is_a_params_error():
 
 def test_a_run_whose_quantize_stage_has_not_finished_is_not_pushed(run_env):
     with pytest.raises(FileNotFoundError, match="06_quantize has not finished"):
-        upload_plan("pg", ["q4_k_m"])
+        upload_plan("pg", "embedded:smollm2-135m-instruct", ["q4_k_m"])
 
 
 def test_if_enabled_does_nothing_when_push_is_off(run_env):
