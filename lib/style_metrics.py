@@ -165,14 +165,12 @@ def style_scores(samples: dict[str, str], reference: str, own_text: str, baselin
     answers briefly is not marked down for brevity alone. style_score is the mean of the Delta
     and character n-gram scores. Returns {name: {delta, char_sim, delta_score, char_score,
     style_score, words}} with an entry "own_text" for the ceiling itself; a sample of fewer
-    than MIN_STYLE_WORDS words gets None scores (too little text to place on the scale).
+    than MIN_STYLE_WORDS words (or every sample, when the baseline or own_text is that short)
+    gets None scores: too little text to place on the scale.
     """
     if baseline not in samples:
         raise ValueError(f"style_scores: baseline {baseline!r} is not among the samples {sorted(samples)}")
-    limit = min(len(samples[baseline].split()), len(own_text.split()))
-    if limit < MIN_STYLE_WORDS:
-        raise ValueError(f"style_scores: the baseline and the person's own text need at least {MIN_STYLE_WORDS} "
-                         f"words each, got {len(samples[baseline].split())} and {len(own_text.split())}")
+    limit = min(len(samples[baseline].split()), len(own_text.split()))  # under MIN_STYLE_WORDS: no scores at all
     scores = {}
     for name, text in [*samples.items(), ("own_text", own_text)]:
         length = min(len(text.split()), limit)

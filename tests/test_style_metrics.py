@@ -178,3 +178,5 @@ def test_a_style_score_depends_only_on_its_own_sample(pg, trump_answers):
     assert more["short_pg"]["words"] == 250
     assert more["short_pg"]["style_score"] > more["short_trump"]["style_score"] + 0.1
     assert more["tiny"]["style_score"] is None and more["tiny"]["words"] < MIN_STYLE_WORDS
+    short_scale = style_scores({"base": "Yes. " * 40, "pg": short_pg}, reference, own, "base", profile)
+    assert all(s["style_score"] is None for s in short_scale.values())  # a 40-word baseline: no scale
