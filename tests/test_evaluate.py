@@ -307,7 +307,7 @@ def test_measures_on_real_text(pg_docs, trump_docs):
     assert "### Q0?" in report
     assert "Caution" not in report                                   # samples of 750+ words
     short = dict(scores, style_words={n: 120 for n in scores["style_words"]})
-    assert "Caution: the style scores compare samples of only 120 words" in evaluate.render_report(
+    assert "Caution: some style scores compare samples of only 120 words" in evaluate.render_report(
         persona_name="Paul Graham", persona="pg", profile="smoke", systems=[System(n) for n in names],
         metrics=short, answers=answers, prompts=[title_prompt], seeds=[1])
 
