@@ -171,6 +171,7 @@ def style_scores(samples: dict[str, str], reference: str, own_text: str, baselin
     if baseline not in samples:
         raise ValueError(f"style_scores: baseline {baseline!r} is not among the samples {sorted(samples)}")
     limit = min(len(samples[baseline].split()), len(own_text.split()))  # under MIN_STYLE_WORDS: no scores at all
+    scale = {}  # length -> (baseline, own_text) distances at that length, shared by samples of equal length
     scores = {}
     for name, text in [*samples.items(), ("own_text", own_text)]:
         length = min(len(text.split()), limit)
@@ -178,9 +179,11 @@ def style_scores(samples: dict[str, str], reference: str, own_text: str, baselin
             scores[name] = {"delta": None, "char_sim": None, "delta_score": None, "char_score": None,
                             "style_score": None, "words": length}
             continue
+        if length not in scale:
+            scale[length] = (mean_style_distances(samples[baseline], length, reference, profile, char_n),
+                             mean_style_distances(own_text, length, reference, profile, char_n))
+        low, high = scale[length]
         values = mean_style_distances(text, length, reference, profile, char_n)
-        low = mean_style_distances(samples[baseline], length, reference, profile, char_n)
-        high = mean_style_distances(own_text, length, reference, profile, char_n)
         delta_score = normalised_score(values["delta"], low["delta"], high["delta"])
         char_score = normalised_score(values["char_sim"], low["char_sim"], high["char_sim"])
         scores[name] = {**values, "delta_score": delta_score, "char_score": char_score,
