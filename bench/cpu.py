@@ -9,6 +9,8 @@ Paul Graham snapshot split as 02 splits it on the cpu profile), same steps and b
 - padding_free: lib.train's GPU batching (one packed row per batch) with model.dtype auto
 - padded: plain transformers + peft, the Trainer's default random order, batches padded
   to their longest example, fp32 (what the Trainer does on a CPU by default)
+- unsloth: lib.train with model.backend=unsloth (unsloth's CPU mode: FastLanguageModel,
+  its get_peft_model, trl's SFTTrainer as unsloth patches it) on the project's batches
 Each measurement runs in its own process (so its peak memory is its own), the setups
 rotate, and medians and the median of per-round ratios are reported: this machine is noisy.
 Also collects the per-stage wall times the runner recorded for the last `make pg-chat`
@@ -16,6 +18,7 @@ Also collects the per-stage wall times the runner recorded for the last `make pg
 
     python -m bench.cpu                    # 3 rounds x 4 setups, 12 steps each
     python -m bench.cpu --repeats 5 --steps 20
+    python -m bench.cpu --setups project,unsloth   # the backends only
 
 Writes bench/results/cpu-<date>.json and bench/results/README.md (a markdown table).
 """
@@ -40,8 +43,13 @@ SETUPS = {
     "project_fp32": "the same length-grouped padded batches in fp32",
     "padding_free": "lib.train's GPU batching (examples end to end in one row, position_ids restart), model.dtype=auto",
     "padded": "plain transformers + peft: random order, batches padded to their longest example, fp32",
+    "unsloth": "lib.train with model.backend=unsloth (its CPU mode): the project's length-grouped batches, model.dtype=auto",
 }
-BATCHING = {"project": "length_grouped", "project_fp32": "length_grouped", "padding_free": "padding_free"}
+BATCHING = {"project": "length_grouped", "project_fp32": "length_grouped", "padding_free": "padding_free",
+            "unsloth": "length_grouped"}
+RATIOS = {"ratio_project_vs_padded": ("project", "padded"), "ratio_project_fp32_vs_padded": ("project_fp32", "padded"),
+          "ratio_project_vs_project_fp32": ("project", "project_fp32"),
+          "ratio_padding_free_vs_padded": ("padding_free", "padded"), "ratio_unsloth_vs_project": ("unsloth", "project")}
 
 
 def benchmark_examples(params: dict) -> list[dict]:
@@ -66,6 +74,10 @@ def measure_one(setup: str, steps: int, batch_size: int) -> dict:
     """Train `steps` optimizer steps in this process; tokens/s counts real (non-pad) tokens."""
     import random
 
+    from lib.models import pick_backend
+
+    backend = pick_backend("unsloth" if setup == "unsloth" else "hf")  # unsloth before transformers
+
     import torch
     from datasets import Dataset
     from transformers import Trainer
@@ -82,13 +94,14 @@ def measure_one(setup: str, steps: int, batch_size: int) -> dict:
     random.Random(0).shuffle(examples)
     examples = examples[: steps * batch_size]
     torch.manual_seed(0)
-    model, tokenizer = load_base_for_training(params["model"]["base"], params["model"], "hf", params["split"]["max_tokens"])
-    model = add_lora(model, train, "hf", [])
-    args = training_arguments(train, params["model"], ROOT / "bench" / "tmp" / setup, "hf")
+    model, tokenizer = load_base_for_training(params["model"]["base"], params["model"], backend,
+                                              params["split"]["max_tokens"])
+    model = add_lora(model, train, backend, [])
+    args = training_arguments(train, params["model"], ROOT / "bench" / "tmp" / setup, backend)
     args.save_strategy = "no"
     if setup in BATCHING:
         examples = training_order(examples, BATCHING[setup], batch_size, train["seed"])
-        trainer = make_trainer(model, tokenizer, examples, args, "hf", [], BATCHING[setup])
+        trainer = make_trainer(model, tokenizer, examples, args, backend, [], BATCHING[setup])
     else:
         trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
                           data_collator=language_model_collator(tokenizer, padding_free=False))
@@ -97,7 +110,7 @@ def measure_one(setup: str, steps: int, batch_size: int) -> dict:
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
-    return {"setup": setup, "steps": steps, "batch_size": batch_size, "real_tokens": real,
+    return {"setup": setup, "backend": backend, "steps": steps, "batch_size": batch_size, "real_tokens": real,
             "positions": round(real / share), "nonpad_share": round(share, 4), "seconds": round(seconds, 2),
             "dtype": str(pick_dtype(params["model"]["dtype"])).replace("torch.", ""),
             "tok_s": round(real / seconds, 1), "final_loss": trainer.state.log_history[-1].get("train_loss"),
@@ -166,6 +179,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and README.md")
     parser.add_argument("--timings-only", action="store_true",
                         help="refresh the chain timings of today's report from runs/pg/timings.jsonl, measure nothing")
+    parser.add_argument("--setups", default=",".join(SETUPS), help=f"comma-separated, from {', '.join(SETUPS)}")
     parser.add_argument("--one", choices=SETUPS, help="measure one setup in this process (internal)")
     args = parser.parse_args(argv)
     if args.one:
@@ -183,8 +197,11 @@ def main(argv=None) -> int:
 
     params = load_params("pg", "cpu")
     args.batch_size = args.batch_size or params["train_completion"]["batch_size"]
-    runs = {setup: [] for setup in SETUPS}
-    order = list(SETUPS)
+    order = [setup.strip() for setup in args.setups.split(",") if setup.strip()]
+    unknown = sorted(set(order) - set(SETUPS))
+    if unknown or not order:
+        parser.error(f"--setups: unknown {', '.join(unknown) or '(none given)'}; known: {', '.join(SETUPS)}")
+    runs = {setup: [] for setup in order}
     for repeat in range(args.repeats):
         for setup in order[repeat % len(order):] + order[:repeat % len(order)]:
             runs[setup].append(run_in_subprocess(setup, args.steps, args.batch_size))
@@ -195,24 +212,22 @@ def main(argv=None) -> int:
 
     report = {
         "date": datetime.date.today().isoformat(), "machine": f"{os.cpu_count()} cores",
-        "command": f"python -m bench.cpu --repeats {args.repeats} --steps {args.steps} --batch-size {args.batch_size}",
+        "command": f"python -m bench.cpu --repeats {args.repeats} --steps {args.steps} --batch-size {args.batch_size}"
+                   + (f" --setups {','.join(order)}" if order != list(SETUPS) else ""),
         "lora_r": params["train_completion"]["lora_r"], "max_tokens": params["split"]["max_tokens"],
         "batch_size": args.batch_size, "steps": args.steps, "repeats": args.repeats,
         "setups": {setup: {"tok_s": [r["tok_s"] for r in rs], "median_tok_s": statistics.median(r["tok_s"] for r in rs),
                            "nonpad_share": rs[0]["nonpad_share"], "dtype": rs[0]["dtype"],
                            "median_peak_rss_gb": statistics.median(r["peak_rss_gb"] for r in rs), "runs": rs}
                    for setup, rs in runs.items()},
-        "ratios": {"ratio_project_vs_padded": ratio("project", "padded"),
-                   "ratio_project_fp32_vs_padded": ratio("project_fp32", "padded"),
-                   "ratio_project_vs_project_fp32": ratio("project", "project_fp32"),
-                   "ratio_padding_free_vs_padded": ratio("padding_free", "padded")},
+        "ratios": {name: ratio(a, b) for name, (a, b) in RATIOS.items() if a in runs and b in runs},
         "chain_timings": last_chain_timings("pg"),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"cpu-{report['date']}.json"
+    out = args.out / (f"cpu-{report['date']}.json" if order == list(SETUPS) else f"cpu-{report['date']}-{'-'.join(order)}.json")
     out.write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "README.md").write_text(markdown_table(report))
-    print(f"wrote {out} and {args.out / 'README.md'}; project/padded = {report['ratios']['ratio_project_vs_padded']:.2f}x")
+    print(f"wrote {out} and {args.out / 'README.md'}; ratios {report['ratios']}")
     return 0
 
 

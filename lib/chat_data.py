@@ -61,14 +61,18 @@ def assistant_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[in
 
 
 def tokenize_conversation(tokenizer, messages: list[dict]) -> dict:
-    """{"input_ids", "labels"}: labels are the token ids inside assistant spans, -100 elsewhere."""
+    """{"input_ids", "labels"}: labels are the token ids inside assistant spans, -100 elsewhere
+    (a BOS first, untrained, where the model uses BOS: lib.bos)."""
+    from lib.bos import bos_prefix
+
     text, spans = assistant_spans(tokenizer, messages)
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    labels = []
+    prefix = bos_prefix(tokenizer, text)
+    labels = [IGNORE_INDEX] * len(prefix)
     for token_id, (start, _end) in zip(encoded["input_ids"], encoded["offset_mapping"]):
         inside = any(span_start <= start < span_end for span_start, span_end in spans)
         labels.append(token_id if inside else IGNORE_INDEX)
-    return {"input_ids": list(encoded["input_ids"]), "labels": labels}
+    return {"input_ids": prefix + list(encoded["input_ids"]), "labels": labels}
 
 
 def conversation_examples(tokenizer, records: list[dict], max_length: int) -> tuple[list[dict], dict]:

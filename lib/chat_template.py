@@ -49,12 +49,21 @@ def set_chat_template(tokenizer, choice: str) -> list[str]:
 
 
 def fit_embeddings_to_tokenizer(model, tokenizer) -> int:
-    """Grow the embedding (and tied/untied output) matrix when tokens were added; the new
-    rows start at the mean embedding. Returns how many rows were added."""
+    """Grow the input embedding and the output layer (tied or untied) when tokens were
+    added. Each new row starts at the mean of that matrix's old rows, deterministically
+    (transformers' mean_resizing samples around the mean instead), as J. Hewitt,
+    "Initializing New Word Embeddings for Pretrained Language Models" (2021) recommends.
+    Returns how many rows were added."""
+    import torch
+
     rows = model.get_input_embeddings().weight.shape[0]
     if len(tokenizer) <= rows:
         return 0
-    model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    matrices = {id(m.weight): m.weight for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}
+    with torch.no_grad():
+        for weight in matrices.values():
+            weight[rows:] = weight[:rows].float().mean(dim=0).to(weight.dtype)
     return len(tokenizer) - rows
 
 

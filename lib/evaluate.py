@@ -189,10 +189,10 @@ def answering_code_digest() -> str:
     to generation (sampling, stopping, prompts) the cached answers are made again."""
     import inspect
 
-    from lib import models
+    from lib import bos, models
 
     functions = (models.generate_texts, models.generated_tokens_penalty, answer_with_transformers, answer_with_gguf,
-                 transformers_prompt, plain_chat_prompt)
+                 transformers_prompt, plain_chat_prompt, bos.encode, bos.bos_prefix, bos.uses_bos)
     return hashlib.sha256("".join(inspect.getsource(f) for f in functions).encode()).hexdigest()[:16]
 
 
@@ -273,7 +273,7 @@ def answer_with_transformers(model, tokenizer, system: System, todo: list[tuple[
             model, tokenizer, [transformers_prompt(tokenizer, p, system, system_prompt) for p, _ in items],
             max_new_tokens, temperature=ev["temperature"], top_p=ev["top_p"],
             repetition_penalty=ev["repetition_penalty"], seed=group_seed(seed, [p["id"] for p, _ in items]),
-            batch_size=ev["batch_size"], add_special_tokens=from_header, desc=f"{system.name} {task} seed {seed}")
+            batch_size=ev["batch_size"], desc=f"{system.name} {task} seed {seed}")
         if from_header:  # a completion model does not stop at the end of a document: cut at the next one's header
             texts = [text.split("\nTitle: ")[0].strip() for text in texts]
         append_answers(out_path, [answer_record(system, p, seed, key, text) for (p, key), text in zip(items, texts)])

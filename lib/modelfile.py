@@ -11,17 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lib.bos import uses_bos
+
 MARKERS = {"system": "SYSTEM_Zq1", "user": "USER_Zq2", "assistant": "ASSISTANT_Zq3",
            "user2": "USER_Zq4", "assistant2": "ASSISTANT_Zq5"}
 
 
 class ModelfileError(ValueError):
     """The chat template or a value cannot be written as an Ollama Modelfile."""
-
-
-def tokenizer_adds_bos(tokenizer) -> bool:
-    bos = tokenizer.bos_token_id
-    return bos is not None and tokenizer("a")["input_ids"][:1] == [bos]
 
 
 def template_pieces(tokenizer) -> dict:
@@ -46,7 +43,7 @@ def template_pieces(tokenizer) -> dict:
         raise ModelfileError("the chat template does not close every turn with the same suffix; "
                              "write the Modelfile TEMPLATE by hand")
     system_prefix = full[:at["system"]]
-    if tokenizer_adds_bos(tokenizer) and tokenizer.bos_token and system_prefix.startswith(tokenizer.bos_token):
+    if uses_bos(tokenizer) and tokenizer.bos_token and system_prefix.startswith(tokenizer.bos_token):
         system_prefix = system_prefix[len(tokenizer.bos_token):]  # the runtime adds BOS itself: never twice
     prompt = tokenizer.apply_chat_template(
         [{"role": "system", "content": m["system"]}, {"role": "user", "content": m["user"]}],
@@ -61,7 +58,7 @@ def template_pieces(tokenizer) -> dict:
     }
     no_system = tokenizer.apply_chat_template([{"role": "user", "content": m["user"]}], tokenize=False)
     head = no_system[:no_system.index(m["user"])]
-    if tokenizer_adds_bos(tokenizer) and tokenizer.bos_token and head.startswith(tokenizer.bos_token):
+    if uses_bos(tokenizer) and tokenizer.bos_token and head.startswith(tokenizer.bos_token):
         head = head[len(tokenizer.bos_token):]
     if head != pieces["user_prefix"]:
         expected_end = pieces["suffix"] + pieces["user_prefix"]
@@ -138,7 +135,7 @@ def build_modelfile(gguf_name: str, tokenizer, system_prompt: str, parameters: d
     ]
     for messages in checks:
         expected = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        bos = tokenizer.bos_token if tokenizer_adds_bos(tokenizer) and expected.startswith(tokenizer.bos_token or "\0") else ""
+        bos = tokenizer.bos_token if uses_bos(tokenizer) and expected.startswith(tokenizer.bos_token or "\0") else ""
         if render_with_pieces(pieces, messages, bos_token=bos) != expected:
             raise ModelfileError("the Ollama template derived from the chat template does not reproduce it; "
                                  "write the Modelfile TEMPLATE by hand")

@@ -125,24 +125,57 @@ def end_of_text_token(tokenizer) -> str:
     return token
 
 
+# Which backend `model.backend: auto` picks on a machine without CUDA, from
+# bench/results/cpu-2026-11-30-unsloth.json (`python -m bench.cpu --setups project,unsloth`):
+# SEE_BENCH
+AUTO_BACKEND_ON_CPU = "hf"
+
+
+def unsloth_problem() -> str | None:
+    """Why unsloth cannot train here, with the fix; None when it can. Imports unsloth
+    when it is installed (it must come before trl and peft, whose classes it patches), so
+    call it only where unsloth is about to be used."""
+    if importlib.util.find_spec("unsloth") is None or importlib.util.find_spec("unsloth_zoo") is None:
+        return ("the unsloth package is not installed: on a CPU machine `make setup` installs it "
+                "(pip install --no-deps -r requirements-unsloth.txt), on a GPU machine "
+                "`python -m lib.environment install`; or set model.backend=hf")
+    import os
+
+    from lib.environment import cuda_available
+
+    try:
+        import unsloth  # noqa: F401  (patches transformers/trl/peft on import)
+    except Exception as err:  # noqa: BLE001 - any import failure is the reason to report
+        if os.environ.get("UNSLOTH_DISABLE_CPU_FALLBACK") and not cuda_available():
+            fix = "no GPU here, and UNSLOTH_DISABLE_CPU_FALLBACK turns unsloth's CPU mode off: unset it"
+        else:
+            fix = ("check that torch, transformers, trl and peft are the versions requirements.txt pins "
+                   "(unsloth 2026.10.9 needs transformers<=5.17, trl<=1.15)")
+        reason = str(err).splitlines()[0] if str(err) else ""
+        return f"import unsloth failed: {type(err).__name__}: {reason}; {fix}, or set model.backend=hf"
+    return None
+
+
 def pick_backend(choice: str = "auto") -> str:
-    """The training backend for params model.backend: "unsloth" (CUDA and unsloth
-    installed; imported here, before trl, so its patches apply) or "hf" (transformers +
-    peft + trl, everywhere else). Asking for unsloth where it cannot run is an error."""
+    """The training backend for params model.backend.
+
+    unsloth: FastLanguageModel and trl's SFTTrainer as unsloth patches them; on CUDA, or on
+    a CPU in unsloth's CPU mode ("no GPU found, training on CPU"). hf: transformers + peft
+    with the transformers Trainer. auto: unsloth on CUDA when it imports, else hf; on a CPU,
+    AUTO_BACKEND_ON_CPU (the faster one in bench/results). Asking for unsloth where it
+    cannot run raises RuntimeError naming the reason and the fix."""
     from lib.environment import cuda_available
 
     if choice not in ("auto", "unsloth", "hf"):
         raise ValueError(f"model.backend must be auto, unsloth or hf, got {choice!r}")
-    if choice == "hf":
+    if choice == "hf" or (choice == "auto" and not cuda_available() and AUTO_BACKEND_ON_CPU == "hf"):
         return "hf"
-    usable = cuda_available() and importlib.util.find_spec("unsloth") is not None
-    if choice == "unsloth" and not usable:
-        raise RuntimeError("model.backend=unsloth needs a CUDA GPU and the unsloth package "
-                           "(python -m lib.environment install on a GPU machine); use model.backend=auto")
-    if not usable:
-        return "hf"
-    import unsloth  # noqa: F401  (patches transformers/trl/peft on import)
-    return "unsloth"
+    problem = unsloth_problem()
+    if problem is None:
+        return "unsloth"
+    if choice == "unsloth":
+        raise RuntimeError(f"model.backend=unsloth cannot run here: {problem}")
+    return "hf"
 
 
 def tokenizer_folder(base: str, adapters) -> str:
@@ -257,11 +290,13 @@ def save_merged_with_unsloth(base: str, adapters: list[Path], out_dir: Path, mod
 
 def perplexity(model, tokenizer, texts: list[str], batch_size: int = 4, desc: str = "perplexity") -> float:
     """exp(mean next-token loss) over every token of the texts, tokenized as training
-    tokenizes them (each text is scored on its own, no truncation)."""
+    tokenizes them (lib.bos; each text is scored on its own, no truncation)."""
     import math
 
     import torch
     from tqdm.auto import tqdm
+
+    from lib.bos import encode
 
     if not texts:
         raise ValueError("perplexity of no texts")
@@ -269,7 +304,7 @@ def perplexity(model, tokenizer, texts: list[str], batch_size: int = 4, desc: st
     device = next(model.parameters()).device
     total_nll, total_tokens = 0.0, 0
     for start in tqdm(range(0, len(texts), batch_size), desc=desc):
-        encoded = [tokenizer(text)["input_ids"] for text in texts[start:start + batch_size]]
+        encoded = [encode(tokenizer, text) for text in texts[start:start + batch_size]]
         width = max(len(ids) for ids in encoded)
         input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(encoded), width), dtype=torch.long)
@@ -300,16 +335,17 @@ def generated_tokens_penalty(penalty: float, prompt_length: int) -> list:
 
 def generate_texts(model, tokenizer, prompts: list[str], max_new_tokens: int, *, temperature: float = 0.7,
                    top_p: float = 0.9, repetition_penalty: float = 1.1, seed: int = 1234,
-                   batch_size: int = 8, add_special_tokens: bool = False, stop_tokens: list[str] | None = None,
+                   batch_size: int = 8, stop_tokens: list[str] | None = None,
                    desc: str = "generating") -> list[str]:
     """The continuation of each prompt (prompt text not included), sampled with a fixed
     seed; generation stops at the tokenizer's eos token (the end of a turn for a chat model)
     and at any of stop_tokens (e.g. the end-of-text token that ends a document).
-    add_special_tokens=True tokenizes a plain-text prompt as training did (a bos token for
-    models that use one); chat prompts rendered by a template already carry theirs."""
+    Prompts, plain text or rendered chat, are tokenized as training tokenized them (lib.bos)."""
     import torch
     from tqdm.auto import tqdm
     from transformers import set_seed
+
+    from lib.bos import encode
 
     set_seed(seed)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -317,8 +353,7 @@ def generate_texts(model, tokenizer, prompts: list[str], max_new_tokens: int, *,
     device = next(model.parameters()).device
     outputs = []
     for start in tqdm(range(0, len(prompts), batch_size), desc=desc):
-        encoded = [tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"]
-                   for prompt in prompts[start:start + batch_size]]
+        encoded = [encode(tokenizer, prompt) for prompt in prompts[start:start + batch_size]]
         width = max(len(ids) for ids in encoded)
         input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(encoded), width), dtype=torch.long)

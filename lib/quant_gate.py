@@ -25,6 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from lib.bos import encode, uses_bos
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Strings whose tokenization must agree between the GGUF and the training tokenizer: the
@@ -107,9 +109,8 @@ def heldout_token_chunks(texts: list[str], tokenizer, chunk_tokens: int, max_chu
     chunks = [ids[i:i + chunk_tokens] for i in range(0, len(ids), chunk_tokens)]
     full = [c for c in chunks if len(c) == chunk_tokens]
     chunks = (full or chunks[:1])[:max_chunks]
-    bos = tokenizer.bos_token_id
-    if bos is not None and tokenizer("a")["input_ids"][:1] == [bos]:
-        chunks = [[bos] + c[:-1] for c in chunks]  # as llama-perplexity: a chunk starts with BOS where the model uses one
+    if uses_bos(tokenizer):  # as llama-perplexity: a chunk starts with BOS where the model uses one (lib.bos)
+        chunks = [[tokenizer.bos_token_id] + c[:-1] for c in chunks]
     return chunks
 
 
@@ -296,10 +297,11 @@ def check_format_in_process(gguf_path: str, tokenizer_dir: str, conversation: li
         problems.append(f"{name}: its chat template renders a different prompt than training's:\n"
                         f"  GGUF:     {gguf_prompt[:160]!r}\n  training: {hf_prompt[:160]!r}")
 
-    # 3. BOS: as a runtime tokenizes the prompt (BOS added where the GGUF says so)
+    # 3. BOS: a runtime tokenizes the prompt (BOS added where the GGUF says so) into the
+    # very ids 05 trained on and 07 prompts with (lib.bos)
     hf_ids = tokenizer(hf_prompt, add_special_tokens=False)["input_ids"]
     runtime_ids = llm.tokenize(hf_prompt.encode("utf-8"), add_bos=True, special=True)
-    hf_adds_bos = bos_id >= 0 and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
+    hf_adds_bos = uses_bos(tokenizer)
     add_bos = bool(llama_cpp.llama_vocab_get_add_bos(vocab))
     facts.update(add_bos_token=add_bos, leading_bos=leading_count(runtime_ids, bos_id),
                  bos_token=piece(bos_id) if bos_id >= 0 else None)
@@ -311,6 +313,10 @@ def check_format_in_process(gguf_path: str, tokenizer_dir: str, conversation: li
                         f"{'adds' if hf_adds_bos else 'does not add'} a BOS token")
     if llm.tokenize(hf_prompt.encode("utf-8"), add_bos=False, special=True) != hf_ids:
         problems.append(f"{name}: the chat prompt's special tokens tokenize differently than in training")
+    elif runtime_ids != encode(tokenizer, hf_prompt):
+        problems.append(f"{name}: llama.cpp's chat prompt starts {runtime_ids[:3]}, training's "
+                        f"{encode(tokenizer, hf_prompt)[:3]} (lib.bos)")
+    facts["runtime_prompt_matches_training"] = runtime_ids == encode(tokenizer, hf_prompt)
 
     # 4. the end-of-turn token: one llama.cpp stops generating at
     eot = end_of_turn_token(tokenizer)

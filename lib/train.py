@@ -6,13 +6,13 @@ command line and `accelerate launch` (several GPUs, DDP).
     accelerate launch --num_processes 2 -m lib.train chat --persona trump --profile t4 \\
         --data runs/trump/04_qa/conversations.jsonl --out runs/trump/05_chat --base runs/trump/05_chat/base
 
-Backends (params model.backend, lib.models.pick_backend): unsloth on a CUDA machine that
-has it (FastLanguageModel, 4-bit, its kernels, driven by trl's SFTTrainer as unsloth
-patches it), else transformers + peft with the transformers Trainer (trl 1.15's
-SFTTrainer computes its loss with a Triton kernel, which a CPU-only torch lacks). Both
-train on examples tokenized here, so the labels (-100 outside the loss) are exactly the
-ones built here: every token of a chunk for completion, the assistant turns for chat
-(lib/chat_data.py).
+Backends (params model.backend, lib.models.pick_backend): unsloth (FastLanguageModel, 4-bit
+on CUDA, its kernels, driven by trl's SFTTrainer as unsloth patches it; on a CPU in unsloth's
+CPU mode), or transformers + peft with the transformers Trainer (trl 1.15's SFTTrainer
+computes its loss with a Triton kernel, which a CPU-only torch lacks). Both train on
+examples tokenized here and batched by the same collator, so the labels (-100 outside the
+loss) are exactly the ones built here: every token of a chunk for completion, the
+assistant turns for chat (lib/chat_data.py), with one BOS rule (lib/bos.py).
 
 No compute goes to padding, by one of two batchings (measured in bench/results/):
 - on a GPU, padding-free: the examples of a batch are laid end to end in one row whose
@@ -59,14 +59,16 @@ RESUMABLE_CHANGES = ("time_budget_min", "save_steps", "logging_steps", "sample_m
 
 
 def completion_examples(tokenizer, records: list[dict], max_length: int) -> tuple[list[dict], dict]:
-    """02's chunks tokenized as they are trained (with the model's bos token, if it uses
-    one); the loss covers every token. A chunk over max_length tokens is an error: 02 was
-    run with another tokenizer or split.max_tokens."""
+    """02's chunks tokenized as they are trained (lib.bos: one BOS first where the model
+    uses BOS); the loss covers every token. A chunk over max_length tokens is an error: 02
+    was run with another tokenizer or split.max_tokens."""
+    from lib.bos import encode
+
     examples = []
     for number, record in enumerate(records, 1):
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise ValueError(f"train record {number}: expected {{\"id\", \"text\", ...}} (02_split/train.jsonl)")
-        ids = tokenizer(record["text"])["input_ids"]
+        ids = encode(tokenizer, record["text"])
         if len(ids) > max_length:
             raise ValueError(f"chunk {record.get('id', number)}: {len(ids)} tokens, over split.max_tokens={max_length}; "
                              "rerun 02_split with this model and max_tokens")
@@ -117,15 +119,39 @@ def load_base_for_training(base: str, model_params: dict, backend: str, max_seq_
     return model, tokenizer
 
 
+def embeddings_are_tied(model) -> bool:
+    """Whether the output layer shares the input embedding matrix (SmolLM2, small Qwen3)
+    or has its own (Llama-3-8B, Qwen3-8B)."""
+    output = model.get_output_embeddings()
+    return output is not None and output.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+
+
+def trainable_token_indices(model, token_ids: list[int]) -> dict[str, list[int]]:
+    """peft's trainable_token_indices for the rows of token_ids in the input embedding and,
+    when the output layer has its own matrix, in the output layer too ({"embed_tokens": ids,
+    "lm_head": ids} for Llama). peft given a plain list trains the input rows only: with
+    untied embeddings the output row of <|im_end|> would never train (gradient exactly 0
+    measured on an untied tiny Llama), and a model that cannot learn to predict the end of
+    a turn never stops."""
+    def short_name(module) -> str:
+        return next(name.rsplit(".", 1)[-1] for name, m in model.named_modules() if m is module)
+
+    ids = list(token_ids)
+    targets = {short_name(model.get_input_embeddings()): ids}
+    if not embeddings_are_tied(model):
+        targets[short_name(model.get_output_embeddings())] = ids
+    return targets
+
+
 def add_lora(model, train_params: dict, backend: str, trainable_token_ids: list[int]):
     """Wrap the model with a fresh LoRA adapter (r, alpha, dropout, target modules from
-    params); trainable_token_ids are embedding rows trained on their own (new template
-    tokens), not the whole embedding matrix."""
+    params); trainable_token_ids are embedding (and untied output) rows trained on their
+    own (new template tokens), not the whole matrices."""
     lora = {"r": train_params["lora_r"], "lora_alpha": train_params["lora_alpha"],
             "lora_dropout": train_params["lora_dropout"], "target_modules": list(train_params["target_modules"]),
             "bias": "none"}
     if trainable_token_ids:
-        lora["trainable_token_indices"] = list(trainable_token_ids)
+        lora["trainable_token_indices"] = trainable_token_indices(model, trainable_token_ids)
     if backend == "unsloth":
         from unsloth import FastLanguageModel
 
@@ -233,8 +259,8 @@ def nonpad_share(collator, examples: list[dict], batch_size: int) -> float:
 def training_arguments(train_params: dict, model_params: dict, out_dir: Path, backend: str):
     """Trainer arguments from params: checkpoints every save_steps, mixed precision from
     the model dtype on a GPU, no gradient checkpointing on CPU (slower there, and memory
-    is not the limit). unsloth gets trl's SFTConfig with padding_free (its SFTTrainer
-    then packs with its own kernels); hf gets plain TrainingArguments."""
+    is not the limit). unsloth gets trl's SFTConfig (padding_free on a GPU, where its
+    kernels take packed rows); hf gets plain TrainingArguments."""
     import importlib.util
 
     import torch
@@ -272,15 +298,17 @@ def training_arguments(train_params: dict, model_params: dict, out_dir: Path, ba
     )
     if backend == "unsloth":
         from trl import SFTConfig
-        return SFTConfig(**common, padding_free=True, max_length=None)  # lengths are enforced when examples are built
+        # max_length=None: lengths are enforced when examples are built
+        return SFTConfig(**common, padding_free=cuda, max_length=None)
     return TrainingArguments(**common)
 
 
 def pick_batching(backend: str) -> str:
-    """"padding_free" on a GPU (and always with unsloth), "length_grouped" on a CPU."""
+    """"padding_free" on a GPU, "length_grouped" on a CPU, for both backends (unsloth's CPU
+    mode turns its own padding-free batching off and pads random batches)."""
     import torch
 
-    return "padding_free" if backend == "unsloth" or torch.cuda.is_available() else "length_grouped"
+    return "padding_free" if torch.cuda.is_available() else "length_grouped"
 
 
 def length_grouped_order(lengths: list[int], batch_size: int, seed: int, window_batches: int = 64) -> list[int]:
@@ -316,23 +344,26 @@ def training_order(examples: list[dict], batching: str, batch_size: int, seed: i
 
 
 def make_trainer(model, tokenizer, examples: list[dict], args, backend: str, callbacks: list, batching: str):
-    """unsloth: trl's SFTTrainer (padding_free in its args). hf: the transformers Trainer
-    with trl's collator, padding-free or on length-grouped padded batches; for the latter
-    the examples must already be in training_order's order, and are taken in sequence."""
+    """The trainer over examples, batched by trl's collator, padding-free or in length-grouped
+    padded batches; for the latter the examples must already be in training_order's order,
+    and are taken in sequence. unsloth: trl's SFTTrainer as unsloth patches it (the dataset
+    already holds input_ids and labels, which it keeps as they are); hf: the transformers
+    Trainer (trl 1.15's SFTTrainer computes its loss with a Triton kernel a CPU-only torch
+    lacks). Both get the same collator, so both train on the same batches and labels."""
     from datasets import Dataset
-
-    if backend == "unsloth":
-        from trl import SFTTrainer
-        return SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tokenizer,
-                          callbacks=callbacks)
-    from transformers import Trainer
 
     if batching == "length_grouped":
         args.train_sampling_strategy = "sequential"
         args.include_num_input_tokens_seen = "non_padding"  # counted from the attention mask
-    return Trainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
-                   data_collator=language_model_collator(tokenizer, padding_free=batching == "padding_free"),
-                   processing_class=tokenizer, callbacks=callbacks)
+    common = dict(model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tokenizer,
+                  data_collator=language_model_collator(tokenizer, padding_free=batching == "padding_free"),
+                  callbacks=callbacks)
+    if backend == "unsloth":
+        from trl import SFTTrainer
+        return SFTTrainer(**common)
+    from transformers import Trainer
+
+    return Trainer(**common)
 
 
 def language_model_collator(tokenizer, padding_free: bool):
@@ -585,6 +616,7 @@ def main(argv=None) -> int:
     if not args.data.is_file():
         print(f"{args.data}: file not found", file=sys.stderr)
         return 2
+    pick_backend(params["model"]["backend"])  # imports unsloth, when it is used, before trl and peft
     summary = train_lora(read_training_records(args.kind, args.data), args.out, params[KINDS[args.kind]],
                          params["model"], kind=args.kind, base=args.base,
                          max_seq_length=max_example_tokens(args.kind, params))

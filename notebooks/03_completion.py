@@ -121,7 +121,7 @@ print(f"held-out perplexity: base {eval_ppl_base:.2f} -> tuned {eval_ppl_tuned:.
 titles = heldout_documents[:3]
 prompts = [document_header(doc) for doc in titles]
 essays = generate_texts(model, tokenizer, prompts, T["sample_max_new_tokens"], seed=T["seed"],
-                        add_special_tokens=True, stop_tokens=[end_of_text_token(tokenizer)], desc="essays")
+                        stop_tokens=[end_of_text_token(tokenizer)], desc="essays")
 for prompt, essay in zip(prompts, essays):
     print(prompt + essay + "\n" + "-" * 80)
 

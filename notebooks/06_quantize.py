@@ -61,7 +61,7 @@ from transformers import AutoTokenizer
 from lib import gguf_export as gx
 from lib import quant_gate as gate
 from lib.modelfile import build_modelfile, write_modelfile
-from lib.models import merge_adapters_16bit, resolve_model, tokenizer_folder
+from lib.models import merge_adapters_16bit, pick_backend, resolve_model, tokenizer_folder
 from lib.runfiles import read_jsonl, write_json
 
 Q = P["quantize"]
@@ -98,9 +98,10 @@ timings = {}
 # %%
 merged = OUT / "merged"
 started = time.time()
+merge_backend = pick_backend(P["model"]["backend"])  # unsloth: its save_pretrained_merged; hf: peft's merge_and_unload
 if not gguf("f16").is_file() and not (merged / "config.json").is_file():
     merge_adapters_16bit(P["model"]["base"], adapters, merged, P["model"])
-    print(f"merged into {merged}")
+    print(f"merged into {merged} with {merge_backend}")
 timings["merge_s"] = round(time.time() - started, 1)
 
 # %% [markdown]
@@ -278,7 +279,7 @@ write_metrics(OUT, {
     "checks": dict(results["f16"]["format"]["facts"], stop_check_finish=results["f16"]["stop_reply"]["finish_reason"],
                    stop_check_tokens=results["f16"]["stop_reply"]["completion_tokens"],
                    stop_check_attempts=results["f16"]["stop_reply"]["attempts"]),
-    "imatrix": imatrix_status, "adapters": adapter_files, "modelfile_from": gguf(Q["modelfile_quant"]).name,
+    "imatrix": imatrix_status, "adapters": adapter_files, "merge_backend": merge_backend, "modelfile_from": gguf(Q["modelfile_quant"]).name,
     "gate": {"passed": True, "max_kld_q8_0": Q["max_kld_q8_0"], "max_ppl_ratio": Q["max_ppl_ratio"]},
     "gguf_tokenizer": {k: meta.get(k) for k in ("tokenizer.ggml.model", "tokenizer.ggml.pre")},
     "timings": timings,

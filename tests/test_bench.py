@@ -37,11 +37,13 @@ def test_cpu_bench_runs_every_setup_and_reports_ratios(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(next(tmp_path.glob("cpu-*.json")).read_text())
     setups = report["setups"]
-    assert set(setups) == {"project", "project_fp32", "padding_free", "padded"}
+    assert set(setups) == {"project", "project_fp32", "padding_free", "padded", "unsloth"}
+    assert [r["backend"] for r in setups["unsloth"]["runs"]] == ["unsloth"] and setups["project"]["runs"][0]["backend"] == "hf"
     assert setups["padding_free"]["nonpad_share"] == 1.0 and setups["padded"]["nonpad_share"] < 1.0
     assert setups["project"]["nonpad_share"] >= setups["padded"]["nonpad_share"]  # grouped by length
     assert setups["padded"]["dtype"] == "float32" and setups["project_fp32"]["dtype"] == "float32"
     assert all(s["median_tok_s"] > 0 for s in setups.values())
     assert set(report["ratios"]) == {"ratio_project_vs_padded", "ratio_project_fp32_vs_padded",
-                                     "ratio_project_vs_project_fp32", "ratio_padding_free_vs_padded"}
+                                     "ratio_project_vs_project_fp32", "ratio_padding_free_vs_padded",
+                                     "ratio_unsloth_vs_project"}
     assert "| padded: plain transformers + peft" in (tmp_path / "README.md").read_text()

@@ -7,44 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import labeled_runs
 from lib.chat_data import IGNORE_INDEX, conversation_examples, read_conversations, tokenize_conversation
 from lib.chat_template import CHATML_TEMPLATE, set_chat_template
 from lib.params import load_params
-from lib.qa import interview_conversations
 from lib.train import language_model_collator, train_lora
-from lib.transcripts import parse_transcript
-
-SNAPSHOT = ROOT / "data" / "snapshot" / "trump"
-
-
-@pytest.fixture(scope="module")
-def conversations():
-    """Single- and multi-turn conversations (system prompt, real questions, real answers)
-    from the first two committed transcripts, as 04 builds them."""
-    params = load_params("trump", "smoke")
-    files = sorted(SNAPSHOT.glob("*.txt"))[:2]
-    assert files, f"{SNAPSHOT}: no transcripts"
-    docs = [parse_transcript(f.read_bytes(), persona_regex=params["persona"]["speaker_regex"], source=f.name)
-            for f in files]
-    records = interview_conversations(docs, window=2, min_answer_words=25, max_answer_words=350,
-                                      max_question_words=60, system_prompt=params["persona"]["system_prompt"])
-    assert any(sum(m["role"] == "assistant" for m in r["messages"]) > 1 for r in records), "no multi-turn conversation"
-    return records
-
-
-def labeled_runs(labels):
-    """Contiguous runs of trained label ids."""
-    runs, current = [], []
-    for label in labels:
-        if label == IGNORE_INDEX:
-            if current:
-                runs.append(current)
-            current = []
-        else:
-            current.append(int(label))
-    return runs + ([current] if current else [])
-
 
 @pytest.mark.parametrize("template", ["own", "chatml"])
 @pytest.mark.parametrize("padding_free", [True, False])
@@ -114,7 +81,7 @@ def test_chatml_on_a_base_trains_only_the_template_token_rows(tmp_path, conversa
     assert summary["finished"] and summary["steps"] == 2
     adapter = tmp_path / "adapter"
     config = json.loads((adapter / "adapter_config.json").read_text())
-    assert config["trainable_token_indices"] == [1, 2]
+    assert config["trainable_token_indices"] == {"embed_tokens": [1, 2]}  # tied: the output rows are the same
     saved = load_file(adapter / "adapter_model.safetensors")
     assert not any(key.endswith("embed_tokens.weight") for key in saved), "the whole embedding matrix was saved"
 

@@ -13,10 +13,9 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import PYTHON, ROOT
-from lib.models import end_of_text_token, pick_backend
+from lib.models import AUTO_BACKEND_ON_CPU, pick_backend
 from lib.params import load_params
-from lib.runfiles import read_jsonl, write_jsonl
-from lib.split import split_documents
+from lib.runfiles import read_jsonl
 from lib.train import (add_lora, completion_examples, find_resume_checkpoint, load_base_for_training,
                        language_model_collator, length_grouped_order, prepare_checkpoints, spread_over_documents, train_lora)
 
@@ -28,17 +27,6 @@ OVERRIDES = ["train_completion.max_steps=4", "train_completion.save_steps=2", "t
 @pytest.fixture(scope="module")
 def params():
     return load_params("pg", "smoke", OVERRIDES)
-
-
-@pytest.fixture(scope="module")
-def chunks(tmp_path_factory, tokenizer):
-    """02-format chunks of real essays (tests/fixtures/style/pg_documents.jsonl), 128 tokens at most."""
-    docs = read_jsonl(ROOT / "tests" / "fixtures" / "style" / "pg_documents.jsonl")[:4]
-    split = split_documents(docs, tokenizer, max_tokens=128, overlap_tokens=0, heldout_rule="newest",
-                            heldout_count=1, seed=1, end_token=end_of_text_token(tokenizer))
-    path = tmp_path_factory.mktemp("split") / "train.jsonl"
-    write_jsonl(path, split["train"][:24])
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +50,37 @@ def assert_same_adapter(a, b):
 
 
 def test_backend_on_a_cpu_machine():
-    assert pick_backend("auto") == "hf"
+    """auto picks the faster backend on a CPU (bench/results) and does not import unsloth
+    for hf, so this process's transformers, trl and peft stay unpatched."""
+    import sys
+
+    assert pick_backend("auto") == AUTO_BACKEND_ON_CPU == "hf"
     assert pick_backend("hf") == "hf"
-    with pytest.raises(RuntimeError, match="model.backend=unsloth needs a CUDA GPU and the unsloth package"):
+    assert "unsloth" not in sys.modules
+
+
+def test_unsloth_where_it_cannot_run_names_the_reason_and_the_fix(monkeypatch):
+    """Not installed: the install command. Installed but refusing (here: unsloth's CPU
+    fallback turned off, as UNSLOTH_DISABLE_CPU_FALLBACK=1 does on a machine without a
+    GPU): unsloth's own reason, and model.backend=hf. Checked in a child process, so this
+    one never imports unsloth."""
+    code = ("from lib.models import pick_backend\n"
+            "try:\n    pick_backend('unsloth')\nexcept RuntimeError as err:\n    print(err)\n")
+    result = subprocess.run([PYTHON, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, UNSLOTH_DISABLE_CPU_FALLBACK="1"))
+    message = result.stdout.strip().splitlines()[-1]
+    assert message.startswith("model.backend=unsloth cannot run here: import unsloth failed: ")
+    assert "You need a GPU" in message  # unsloth's own words
+    assert message.endswith("UNSLOTH_DISABLE_CPU_FALLBACK turns unsloth's CPU mode off: unset it, or set model.backend=hf")
+
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "unsloth" else real_find_spec(name, *a))
+    with pytest.raises(RuntimeError, match=r"the unsloth package is not installed: on a CPU machine `make setup` "
+                                           r"installs it .* or set model.backend=hf"):
         pick_backend("unsloth")
+    assert pick_backend("auto") == "hf"
 
 
 def test_chunk_longer_than_split_max_tokens_is_a_clear_error(tokenizer):
