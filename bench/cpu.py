@@ -139,9 +139,9 @@ def last_chain_timings(persona: str = "pg") -> dict:
     return latest
 
 
-def markdown_table(report: dict) -> str:
-    lines = ["# Benchmarks", "", f"CPU: {report['machine']}, {report['date']}. Command: `{report['command']}`.", "",
-             "## Stage 03 training: the project's path against plain padded batches", "",
+def setups_section(report: dict) -> list[str]:
+    """One measured report as markdown: what ran, the per-setup table and the ratios."""
+    lines = [f"{report['date']}, CPU: {report['machine']}. Command: `{report['command']}`.", "",
              f"SmolLM2-135M-Instruct + LoRA r={report['lora_r']}, Paul Graham chunks of at most "
              f"{report['max_tokens']} tokens, batch {report['batch_size']}, {report['steps']} steps per run, "
              f"{report['repeats']} runs per setup, rotating, each in its own process.", "",
@@ -154,18 +154,36 @@ def markdown_table(report: dict) -> str:
     lines += [f"- {name.replace('ratio_', '').replace('_vs_', ' / ')}: **{value:.2f}x**"
               + (" (target 1.3x)" if name == "ratio_project_vs_padded" else "")
               for name, value in report["ratios"].items()]
-    lines.append("")
+    return lines + [""]
+
+
+def readme_text(results_dir: Path) -> str:
+    """bench/results/README.md from the reports there: the newest run of every setup first
+    (with the chain timings), then each later run of some setups (--setups), then the GPU
+    results."""
+    reports = [(p.name, json.loads(p.read_text())) for p in sorted(Path(results_dir).glob("cpu-*.json"))]
+    full = [(name, r) for name, r in reports if "--setups" not in r["command"]]
+    main_name, main_report = full[-1] if full else reports[-1]
+    later = [(name, r) for name, r in reports if "--setups" in r["command"] and r["date"] >= main_report["date"]
+             and name != main_name]
+    lines = ["# Benchmarks", "", "## Stage 03 training: the project's path against plain padded batches", ""]
+    lines += setups_section(main_report)
+    report = main_report
     if report.get("chain_timings"):
         lines += ["## `make pg-chat` on the cpu profile, wall time per stage", "", "| stage | seconds | finished |",
                   "|---|---|---|"]
         lines += [f"| {stage} | {row['seconds']:.0f} | {row['finished']} |" for stage, row in report["chain_timings"].items()]
         lines += [f"| total | {sum(r['seconds'] for r in report['chain_timings'].values()):.0f} | |", ""]
-    earlier = [p.name for p in sorted(RESULTS.glob("cpu-*.json")) if p.name != f"cpu-{report['date']}.json"]
+    for name, later_report in later:
+        lines += [f"## {', '.join(later_report['setups'])} ({name})", ""] + setups_section(later_report)
+    shown = {main_name} | {name for name, _ in later}
+    earlier = [name for name, _ in reports if name not in shown]
     if earlier:
         lines += ["Earlier CPU runs (other setups or batch sizes): " + ", ".join(earlier) + ".", ""]
-    gpu = sorted(RESULTS.glob("gpu-*.json"))
+    gpu = sorted(Path(results_dir).glob("gpu-*.json"))
     lines += ["## GPU", "", "`python -m bench.gpu` (on a CUDA machine) compares the project's training path, a bare "
-              "unsloth loop and plain transformers + peft QLoRA on a random Llama-3-8B-shaped model. "
+              "unsloth loop and plain transformers + peft QLoRA on a random Llama-3-8B-shaped model; "
+              "`bash bench/gpu_check.sh` runs it with the smoke chain through unsloth. "
               + (f"Results: {', '.join(p.name for p in gpu)}." if gpu else
                  "No GPU was available to this project's sessions yet, so no GPU results are committed."), ""]
     return "\n".join(lines)
@@ -190,7 +208,7 @@ def main(argv=None) -> int:
         report = json.loads(path.read_text())
         report["chain_timings"] = last_chain_timings("pg")
         path.write_text(json.dumps(report, indent=2) + "\n")
-        (args.out / "README.md").write_text(markdown_table(report))
+        (args.out / "README.md").write_text(readme_text(args.out))
         print(f"refreshed the chain timings in {path} and {args.out / 'README.md'}")
         return 0
     from lib.params import load_params
@@ -226,7 +244,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / (f"cpu-{report['date']}.json" if order == list(SETUPS) else f"cpu-{report['date']}-{'-'.join(order)}.json")
     out.write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "README.md").write_text(markdown_table(report))
+    (args.out / "README.md").write_text(readme_text(args.out))
     print(f"wrote {out} and {args.out / 'README.md'}; ratios {report['ratios']}")
     return 0
 
