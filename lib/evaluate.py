@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lib import qa
+from lib.eval_authorship import persona_text
 from lib.runfiles import ROOT, read_json
 from lib.split import document_header, split_paragraphs
 from lib.style_metrics import (MIN_STYLE_WORDS, delta_profile, distinct_n, find_tics, identity_verdict,
@@ -62,14 +63,6 @@ def identity_probes(count: int, path: Path = IDENTITY_PROBES_FILE) -> list[str]:
     if count > len(probes):
         raise ValueError(f"{path}: evaluate.identity_phrasings={count}, but the file has {len(probes)} phrasings")
     return probes[:count]
-
-
-def persona_text(doc: dict) -> str:
-    """What the person wrote or said in a document: an essay's text, or their interview
-    turns (paragraphs separated by a blank line)."""
-    if doc.get("kind") == "interview":
-        return "\n\n".join(t["text"].strip() for t in doc.get("turns") or [] if t.get("is_persona") and t.get("text"))
-    return doc.get("text") or ""
 
 
 def reference_and_own_text(heldout_docs: list[dict]) -> tuple[str, str]:
@@ -504,9 +497,12 @@ def quote(text: str) -> str:
 
 
 def render_report(*, persona_name: str, persona: str, profile: str, systems: list[System], metrics: dict,
-                  answers: dict[str, list[dict]], prompts: list[dict], seeds: list[int]) -> str:
-    """report.md: what was compared, the measures side by side, the tics found, the original
-    questions answered by every system, identity failures, and knowledge/title samples."""
+                  answers: dict[str, list[dict]], prompts: list[dict], seeds: list[int],
+                  authorship_table: str = "") -> str:
+    """report.md: what was compared, the authorship verifier's verdicts (the markdown table of
+    lib.eval_authorship.authorship_markdown, when given), the measures side by side, the tics
+    found, the original questions answered by every system, identity failures, and
+    knowledge/title samples."""
     names = [s.name for s in systems]
     counts = {}
     for p in prompts:
@@ -517,6 +513,20 @@ def render_report(*, persona_name: str, persona: str, profile: str, systems: lis
             f"`{s.name}`" + (f" ({s.gguf.name})" if s.gguf else "") for s in systems) + ".",
         "Prompts: " + ", ".join(f"{n} {task}" for task, n in counts.items()) + f"; seeds {seeds}; "
         f"every system answers every prompt once per seed with the same sampling settings.", "",
+    ]
+    if authorship_table:
+        lines += [
+            "## Does it sound like the person? Authorship verification", "",
+            authorship_table, "",
+            "A verifier of the person's style (lib/authorship.py: character n-grams of the text with topic words "
+            "masked, bagged logistic regression), trained only on the person's training documents against other "
+            "people's text (the other personas' corpora and the base model's own answers on the person's training "
+            "topics), judges every answer except the identity probes. The CI is a bootstrap over the answers; "
+            "distinguishability is the cross-validated ROC AUC of telling the system's answers from the person's "
+            "held-out text (0.5: indistinguishable). It measures style on this project's corpora, not who someone "
+            "is: a 135M model is a vehicle, not a persona.", "",
+        ]
+    lines += [
         "## Measures", "",
         measures_table(metrics, names), "",
         "- identity rate: share of answers to identity probes that name the persona, claim no other "

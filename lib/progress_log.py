@@ -34,11 +34,11 @@ def number(value, digits: int = 3) -> str:
 
 def train_setup(section: dict, stage_metrics: dict | None = None) -> str:
     """'steps = 120, batch_size = 4, ...' from a train_completion / train_chat params section,
-    with the dtype and batching the stage's metrics.json reports (what model.dtype=auto and
-    the hardware made of them)."""
+    with the backend, dtype and batching the stage's metrics.json reports (what
+    model.backend=auto, model.dtype=auto and the hardware made of them)."""
     keys = ("max_steps", "num_epochs", "batch_size", "grad_accum", "learning_rate", "lora_r", "lora_alpha", "warmup_steps")
     shown = {k: section[k] for k in keys if k in section}
-    shown.update({k: (stage_metrics or {})[k] for k in ("dtype", "batching") if (stage_metrics or {}).get(k)})
+    shown.update({k: (stage_metrics or {})[k] for k in ("backend", "dtype", "batching") if (stage_metrics or {}).get(k)})
     if shown.get("max_steps"):
         shown.pop("num_epochs", None)
     return ", ".join(f"{k} = {number(v, 4)}" for k, v in shown.items())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass
 
@@ -325,3 +326,18 @@ def identity_verdict(answer: str, persona_name: str) -> dict:
     ai = AI_CLAIM.search(answer)
     return {"ok": names_persona and not others and ai is None, "names_persona": names_persona,
             "other_identity": others[0] if others else None, "ai_claim": ai.group(0) if ai else None}
+
+
+def main(argv=None) -> int:
+    """python -m lib.style_metrics authorship PERSONA FILE [FILE ...] (lib/eval_authorship.py)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] != "authorship":
+        print("usage: python -m lib.style_metrics authorship PERSONA FILE [FILE ...]", file=sys.stderr)
+        return 2
+    from lib.eval_authorship import cli
+
+    return cli(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -57,6 +57,7 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from lib import evaluate, progress_log
+from lib.eval_authorship import authorship_by_system, authorship_markdown, persona_text, persona_verifier
 from lib.runfiles import atomic_write_text, read_json, read_jsonl
 
 started = time.time()
@@ -116,6 +117,22 @@ print({name: len(records) for name, records in answers.items()}, "answers")
 print(f"held-out perplexity on {len(ppl_texts)} chunks:", {name: round(v, 2) for name, v in heldout_ppl.items()})
 
 # %% [markdown]
+# ## Authorship: would a verifier take it for the person?
+# A model of the person's style (`lib/authorship.py`), trained only on their 02 training
+# documents against other people's text (the other personas' corpora and the base model's own
+# answers on the person's training topics), judges every answer except the identity probes:
+# P(the person wrote it), with a bootstrap 95% CI over the answers. Distinguishability is how
+# well a classifier separates a system's answers from the person's held-out text (0.5: it
+# cannot tell them apart). The person's own held-out text, cut into answer-sized windows, is
+# the ceiling.
+
+# %%
+verifier = persona_verifier(persona, profile, overrides)
+authorship = authorship_by_system(verifier, {name: evaluate.style_texts(records) for name, records in answers.items()},
+                                  [persona_text(doc) for doc in heldout_docs])
+display(Markdown(authorship_markdown(authorship)))
+
+# %% [markdown]
 # ## Measures
 # Style and degeneration are measured on every answer except the identity probes; the
 # person's own held-out text is shown as a reference row.
@@ -172,7 +189,8 @@ for name in names:
 
 # %%
 report = evaluate.render_report(persona_name=NAME, persona=persona, profile=P["run"]["profile"], systems=systems,
-                                metrics=scores, answers=answers, prompts=prompts, seeds=EV["seeds"])
+                                metrics=scores, answers=answers, prompts=prompts, seeds=EV["seeds"],
+                                authorship_table=authorship_markdown(authorship))
 atomic_write_text(OUT / "report.md", report)
 
 qa_counts = stage_metrics["04_qa"].get("by_source") or {}
@@ -181,7 +199,7 @@ key_table = evaluate.measures_table({k: scores[k] for k in ("identity_rate", "st
 samples = [{"question": q, "system": name, "answer": " ".join(by_system.get(name, "").split()[:80])}
            for q, by_system in evaluate.answers_by_prompt(answers, "questions", EV["seeds"][0])[:2]
            for name in (evaluate.BASELINE, "chat")]
-key = progress_log.entry_key(persona, P, scores)
+key = progress_log.entry_key(persona, P, scores, authorship)
 entry = progress_log.progress_entry(
     title=progress_log.run_title(NAME, P["run"]["profile"]), key=key,
     model=f"{P['model']['base']} + LoRA r={P['train_completion']['lora_r']} completion (03) "
@@ -194,7 +212,7 @@ entry = progress_log.progress_entry(
            "chat": progress_log.train_setup(P["train_chat"], stage_metrics["05_chat"])},
     final_loss={"completion": stage_metrics["03_completion"].get("final_train_loss"),
                 "chat": stage_metrics["05_chat"].get("final_train_loss")},
-    measures_table=key_table, samples=samples, persona_name=NAME,
+    measures_table=authorship_markdown(authorship) + "\n\n" + key_table, samples=samples, persona_name=NAME,
     report_path=f"runs/{persona}/07_evaluate/report.md")
 atomic_write_text(OUT / "progress_entry.md", entry)
 appended = bool(EV["progress_log"]) and progress_log.append_entry(ROOT / EV["progress_log"], entry, key)
@@ -214,7 +232,7 @@ metrics = {
     **{key: scores[key] for key in ("identity_rate", "style_score", "distinct_2", "tic_rate", "heldout_ppl",
                                     "repeated_3gram_rate", "knowledge_rouge_l", "title_rouge_l", "title_style_score", "delta", "char_sim",
                                     "delta_score", "char_score", "style_words", "tics")},
-    "ppl_chunks": len(ppl_texts), "progress_entry_appended": appended, "wall_s": round(time.time() - started, 1),
+    "authorship": authorship, "ppl_chunks": len(ppl_texts), "progress_entry_appended": appended, "wall_s": round(time.time() - started, 1),
 }
 write_metrics(OUT, metrics)
 print(open(OUT / "metrics.json").read()[:1500])

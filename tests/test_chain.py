@@ -66,6 +66,15 @@ def test_evaluation_report_and_progress_entry(chain):
     for measure in ("identity_rate", "style_score", "distinct_2", "tic_rate", "heldout_ppl"):
         assert measure in m and len(m[measure]) >= 3, measure
     assert (chain["runs"] / "07_evaluate" / "report.md").is_file()
+    authorship = m["authorship"]
+    assert {"base_prompted", "chat", "own_text"} <= set(authorship)
+    for name, row in authorship.items():
+        if row["p_person"] is not None:
+            assert 0 <= row["ci_low"] <= row["p_person"] <= row["ci_high"] <= 1, (name, row)
+    assert authorship["own_text"]["n"] > 0
+    report = (chain["runs"] / "07_evaluate" / "report.md").read_text()
+    assert report.index("Authorship verification") < report.index("## Measures")
+    assert (chain["runs"] / "authorship" / "verifier.pkl").is_file()
     progress = chain["progress"].read_text()
     name = "Paul Graham" if chain["persona"] == "pg" else "Donald Trump"
     assert progress.startswith("# Progress log\n")  # what was there is kept

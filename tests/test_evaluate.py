@@ -320,15 +320,15 @@ def test_progress_log_appends_and_never_rewrites(tmp_path):
                   "batch_size": 2, "grad_accum": 1, "warmup_steps": 10, "seed": 1234}
     entry = progress_log.progress_entry(
         title=progress_log.run_title("Paul Graham", "cpu"), key="k1", model="smollm2 + LoRA", data="3 documents",
-        train={"completion": progress_log.train_setup(completion, {"dtype": "bfloat16", "batching": "length_grouped",
-                                                                    "final_train_loss": 2.5})},
+        train={"completion": progress_log.train_setup(completion, {"backend": "unsloth", "dtype": "bfloat16",
+                                                                    "batching": "length_grouped", "final_train_loss": 2.5})},
         final_loss={"completion": 2.5},
         measures_table="| system | identity rate |\n|---|---:|\n| chat | 1.000 |",
         samples=[{"question": "Who are you?", "system": "chat", "answer": "I'm   Paul\nGraham."}],
         persona_name="Paul Graham", report_path="runs/pg/07_evaluate/report.md")
     assert ("**Train Setup**: completion: max_steps = 40, batch_size = 2, grad_accum = 1, learning_rate = 0.0005, "
-            "lora_r = 16, lora_alpha = 32, warmup_steps = 10, dtype = bfloat16, batching = length_grouped <br>"
-            ) in entry      # no num_epochs with max_steps; the dtype and batching the run used
+            "lora_r = 16, lora_alpha = 32, warmup_steps = 10, backend = unsloth, dtype = bfloat16, "
+            "batching = length_grouped <br>") in entry      # no num_epochs with max_steps; what the run used
     assert "**Final loss**: completion 2.5 <br>" in entry
     assert "User: Who are you?\nPaul Graham (chat): I'm Paul Graham." in entry
     assert entry.index("**Model**") < entry.index("**Data**") < entry.index("**Final loss**") < entry.index("**Conclusion**")

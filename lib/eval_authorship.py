@@ -1,0 +1,247 @@
+"""A persona's authorship verifier (lib/authorship.py), built from its runs, and the command line.
+
+    python -m lib.style_metrics authorship pg essay.txt answer.txt
+    {"file": "essay.txt", "p_person": 0.93, "ci_low": 0.88, "ci_high": 0.97, "words": 412}
+
+What it is trained on, and never more:
+- the person: their words in 02's training documents (runs/<persona>/01_scrape/documents.jsonl,
+  the ids in runs/<persona>/02_split/split.json); never the held-out documents;
+- impostors: the other personas' committed snapshots (params/<other>.yaml, their whole
+  corpora, read offline), and the base model's own text: the embedded model
+  (qa.embedded_model, through llama.cpp) answering prompts made from the person's training
+  documents (their titles; for interviews, the interviewers' questions) under the persona's
+  system prompt: the right topic in the wrong voice. Never 07's evaluation prompts.
+
+The verifier is saved in runs/<persona>/authorship/ with the digest of its inputs and reused
+while they are unchanged; the base model's answers are cached there one by one, so a killed
+build resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import pickle
+import random
+import sys
+from pathlib import Path
+
+from lib.authorship import AuthorshipModel, TooShortError, fit_authorship_model
+from lib.runfiles import ROOT, atomic_write_bytes, read_json, read_jsonl, runs_root, write_json
+
+FOLDER = "authorship"
+MODEL_FILE = "verifier.pkl"
+BASE_TEXT_FILE = "base_model_text.jsonl"
+BASE_MAX_TOKENS = 200
+
+
+def persona_text(doc: dict) -> str:
+    """What the person wrote or said in a document: an essay's text, or their interview
+    turns (paragraphs separated by a blank line)."""
+    if doc.get("kind") == "interview":
+        return "\n\n".join(t["text"].strip() for t in doc.get("turns") or [] if t.get("is_persona") and t.get("text"))
+    return doc.get("text") or ""
+
+
+def training_documents(persona: str) -> list[dict]:
+    """The person's 02 training documents. Raises FileNotFoundError naming the make target
+    when 01 or 02 has not run."""
+    runs = runs_root() / persona
+    split, documents = runs / "02_split" / "split.json", runs / "01_scrape" / "documents.jsonl"
+    if not split.is_file() or not documents.is_file():
+        raise FileNotFoundError(f"{persona}: no 02 split ({split} or {documents} is missing); "
+                                f"run `make {persona}-split` first")
+    train_ids = set(read_json(split)["train_ids"])
+    return [doc for doc in read_jsonl(documents) if doc["id"] in train_ids]
+
+
+def snapshot_documents(persona: str) -> list[dict]:
+    """Every document of the persona's committed snapshot (params scrape.snapshot_dir), read
+    offline as 01 reads it; [] when it has none."""
+    from lib.params import load_params
+    from lib.runfiles import cache_root
+    from lib.scrape import collect_essays
+    from lib.transcripts import collect_interviews
+
+    params = load_params(persona, "cpu")
+    scrape = params["scrape"]
+    if not scrape["snapshot_dir"] or not (ROOT / scrape["snapshot_dir"]).is_dir():
+        return []
+    common = dict(cache_dir=cache_root() / "http" / persona, snapshot_dir=ROOT / scrape["snapshot_dir"],
+                  offline=True, log=lambda *a: None)
+    if params["persona"]["kind"] == "interviews":
+        return collect_interviews(urls=[], persona_regex=params["persona"]["speaker_regex"], **common)[0]
+    return collect_essays(base_url=scrape["base_url"], index_page=scrape["index_page"], **common)[0]
+
+
+def impostor_corpora(persona: str) -> dict[str, list[str]]:
+    """persona name -> the texts of every other persona's committed snapshot."""
+    corpora = {}
+    for path in sorted((ROOT / "params").glob("*.yaml")):
+        if path.stem not in (persona, "defaults", "profiles"):
+            texts = [persona_text(doc) for doc in snapshot_documents(path.stem)]
+            if texts:
+                corpora[path.stem] = texts
+    return corpora
+
+
+def base_model_prompts(train_docs: list[dict], count: int, seed: int) -> list[str]:
+    """Up to `count` prompts on the person's own topics, in both of 07's forms (a request for
+    an essay, a question): for each training essay's title "Write a few paragraphs about
+    this: <title>" and "What do you think about <title>?"; for interviews, the interviewers'
+    real questions (04's rules). Measured on pg: with the question form added (52 -> 100
+    windows of base-model text), the base model answering 07's questions went from 0.34 to
+    0.22."""
+    from lib.qa import interview_exchanges
+
+    prompts = []
+    for doc in train_docs:
+        if doc.get("kind") == "interview":
+            prompts += [e["question"] for e in interview_exchanges(doc, 25, 350, 60)]
+        elif doc.get("title"):
+            prompts += [f"Write a few paragraphs about this: {doc['title']}", f"What do you think about {doc['title']}?"]
+    prompts = sorted(set(prompts))
+    random.Random(seed).shuffle(prompts)
+    return prompts[:count]
+
+
+def base_model_text(prompts: list[str], system_prompt: str, embedded_model: str, cache: Path,
+                    batch: int = 8, seed: int = 1234) -> list[str]:
+    """The embedded model's answers to the prompts (llama.cpp, its own chat template, the
+    persona's system prompt), cached in `cache` one batch at a time (a killed build resumes)."""
+    from lib.models import embedded_gguf_path
+    from lib.quant_gate import chat_with_gguf
+
+    done = {r["prompt"]: r["text"] for r in read_jsonl(cache)} if cache.is_file() else {}
+    todo = [p for p in prompts if p not in done]
+    gguf = embedded_gguf_path(embedded_model)
+    for start in range(0, len(todo), batch):
+        chunk = todo[start:start + batch]
+        conversations = [[{"role": "system", "content": system_prompt}, {"role": "user", "content": p}] for p in chunk]
+        replies = chat_with_gguf(gguf, conversations, BASE_MAX_TOKENS, seed=seed)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with open(cache, "a", encoding="utf-8") as handle:
+            for prompt, reply in zip(chunk, replies):
+                handle.write(json.dumps({"prompt": prompt, "text": reply["text"]}, ensure_ascii=False) + "\n")
+                done[prompt] = reply["text"]
+        print(f"base model text: {min(start + batch, len(todo))}/{len(todo)} answers", file=sys.stderr)
+    return [done[p] for p in prompts]
+
+
+def inputs_digest(person: list[str], impostors: list[str], settings: dict) -> str:
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for text in person + ["\0impostors\0"] + impostors:
+        digest.update(text.encode("utf-8") + b"\0")
+    return digest.hexdigest()
+
+
+def persona_verifier(persona: str, profile: str = "auto", overrides=None, log=print) -> AuthorshipModel:
+    """The persona's verifier: the one saved in runs/<persona>/authorship/ when its inputs are
+    unchanged, else built (base model text generated or taken from its cache) and saved.
+    Raises FileNotFoundError when the persona has no 02 split."""
+    from lib.params import load_params
+
+    params = load_params(persona, profile, overrides)
+    folder = runs_root() / persona / FOLDER
+    train_docs = training_documents(persona)
+    person = [persona_text(doc) for doc in train_docs]
+    ev = params["evaluate"]
+    prompts = base_model_prompts(train_docs, ev["authorship_base_prompts"], ev["authorship_seed"])
+    base_text = base_model_text(prompts, params["persona"]["system_prompt"], params["qa"]["embedded_model"],
+                                folder / BASE_TEXT_FILE)
+    corpora = impostor_corpora(persona)
+    impostors = {**corpora, "base model": base_text}
+    settings = {"seed": ev["authorship_seed"], "impostor_personas": sorted(corpora), "base_prompts": len(prompts),
+                "method": "dv-ma char 2-4 tfidf, bagged logistic regression"}
+    digest = inputs_digest(person, [t for name in sorted(impostors) for t in [f"\0{name}\0", *impostors[name]]], settings)
+    model_path, manifest_path = folder / MODEL_FILE, folder / "verifier.json"
+    if model_path.is_file() and manifest_path.is_file() and read_json(manifest_path).get("digest") == digest:
+        with open(model_path, "rb") as handle:
+            return pickle.load(handle)
+    model = fit_authorship_model(person, impostors, seed=ev["authorship_seed"])
+    atomic_write_bytes(model_path, pickle.dumps(model))
+    write_json(manifest_path, {"digest": digest, **settings, **model.counts,
+                               "person_documents": [doc["id"] for doc in train_docs]})
+    log(f"authorship verifier for {persona}: windows {model.counts} -> {model_path}")
+    return model
+
+
+def authorship_by_system(model: AuthorshipModel, texts_by_system: dict[str, list[str]],
+                         heldout_texts: list[str]) -> dict[str, dict]:
+    """07's authorship measures. system -> {"p_person", "ci_low", "ci_high" (bootstrap over
+    its answers), "n" (answers judged), "too_short", "distinguishability" (against the
+    person's held-out text)}; plus "own_text": the person's held-out text in windows of
+    WINDOW_WORDS words, judged the same way (the ceiling), whose distinguishability is that
+    of one half of the windows against the other (about 0.5)."""
+    from lib.authorship import distinguishability, system_authorship, training_windows
+
+    own = training_windows(heldout_texts)
+    table = {}
+    for name, texts in {**texts_by_system, "own_text": own}.items():
+        table[name] = system_authorship(model, texts)
+        if name == "own_text":
+            table[name]["distinguishability"] = distinguishability(own[0::2], own[1::2], model.keep)
+        else:
+            table[name]["distinguishability"] = distinguishability(texts, heldout_texts, model.keep)
+    return table
+
+
+def authorship_markdown(table: dict[str, dict]) -> str:
+    """The authorship measures as a markdown table, one row per system."""
+    def cell(row: dict) -> str:
+        if row["p_person"] is None:
+            return "–"
+        return f"{row['p_person']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+
+    lines = ["| system | P(person wrote it) [95% CI] | answers judged (too short) | distinguishability (0.5 = indistinguishable) |",
+             "|---|---:|---:|---:|"]
+    for name, row in table.items():
+        label = "person's own held-out text" if name == "own_text" else name
+        d = row["distinguishability"]
+        lines.append(f"| {label} | {cell(row)} | {row['n']} ({row['too_short']}) | {'–' if d is None else f'{d:.2f}'} |")
+    return "\n".join(lines)
+
+
+def score_files(model: AuthorshipModel, files: list[str]) -> tuple[list[dict], list[str]]:
+    """(one record per file that could be scored, one error line per file that could not)."""
+    records, errors = [], []
+    for name in files:
+        try:
+            text = Path(name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            errors.append(f"{name}: cannot read: {err}")
+            continue
+        if not text.strip():
+            errors.append(f"{name}: empty file")
+            continue
+        try:
+            result = model.score(text)
+        except TooShortError as err:
+            errors.append(f"{name}: too short to judge: {err}")
+            continue
+        records.append({"file": name, **{k: result[k] for k in ("p_person", "ci_low", "ci_high", "words")}})
+    return records, errors
+
+
+def cli(argv=None) -> int:
+    """python -m lib.style_metrics authorship PERSONA FILE [FILE ...]: one JSON line per scored
+    file on stdout, one error line per other file on stderr; exit 1 when any file failed, 2
+    when the persona has no verifier and no 02 split."""
+    parser = argparse.ArgumentParser(prog="python -m lib.style_metrics authorship",
+                                     description="P(the person wrote it), with a 95% CI, for each file.")
+    parser.add_argument("persona", help="params/<persona>.yaml")
+    parser.add_argument("files", nargs="+")
+    parser.add_argument("--profile", default="auto")
+    args = parser.parse_args(argv)
+    try:
+        model = persona_verifier(args.persona, args.profile, log=lambda message: print(message, file=sys.stderr))
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    records, errors = score_files(model, args.files)
+    for record in records:
+        print(json.dumps(record), flush=True)
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if errors else 0
+
