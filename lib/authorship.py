@@ -5,21 +5,21 @@
 Method
 - Features that follow style rather than topic: text distortion (Stamatatos 2017,
   "Authorship attribution using text distortion", EACL; variant DV-MA). Every word outside
-  the most frequent words of the training texts has each letter replaced by "*" and each
-  digit by "#", so function words, punctuation, word lengths and word order survive and
+  the KEEP_WORDS words most frequent in every group of training texts (the person's and each
+  impostor group's) has each letter replaced by "*" and each digit by "#", so function words, punctuation, word lengths and word order survive and
   topic words do not. Whitespace is made single spaces (layout belongs to the source format,
   not to the person). On the distorted text: TF-IDF of character 2-4-grams (sublinear tf).
 - A verifier, not a closed-set attributor: an L2 logistic regression (scikit-learn) of the
   person against impostors, texts by others (the general-impostors idea of Koppel & Winter
   2014, "Determining if two documents are written by the same author", JASIST): the other
-  personas' corpora and the base model's own text. Trained on windows of WINDOW_WORDS words
-  of the person's 02 training documents only, never on held-out text nor on answers to 07's
-  prompts.
+  personas' training corpora and the base model's own text. Trained on windows of
+  WINDOW_WORDS words of the person's 02 training documents only, never on held-out text nor
+  on answers to 07's prompts.
 - Uncertainty: BAGS models, each fitted on a bootstrap resample of the training windows
   (bagging). A text is cut into windows; p_person is the mean over its windows and the
   models, and the 95% CI is the percentile interval of DRAWS bootstrap draws that resample
   the windows and pick a model. For a system, the mean over its answers with a bootstrap CI
-  over the answers (prompts).
+  that resamples the prompts (a prompt's answers under several seeds stay together).
 - Distinguishability: the cross-validated ROC AUC of a classifier with the same features
   that separates a system's answers from the person's held-out text; 0.5 means it cannot
   tell them apart, 1.0 that it always can.
@@ -185,21 +185,32 @@ def fit_authorship_model(person_texts: list[str], impostor_texts: dict[str, list
                            counts={name.replace("impostor:", "") + "_windows": len(ws) for name, ws in groups.items()})
 
 
-def system_authorship(model: AuthorshipModel, answers: list[str], draws: int = DRAWS) -> dict:
+def system_authorship(model: AuthorshipModel, answers: list[str], prompts: list | None = None,
+                      draws: int = DRAWS) -> dict:
     """A system's mean P(person) over its answers that are long enough to judge, with a
-    bootstrap 95% CI over the answers: {"p_person", "ci_low", "ci_high", "n", "too_short"};
-    p_person None when no answer can be judged."""
-    scores = []
-    for answer in answers:
+    bootstrap 95% CI: {"p_person", "ci_low", "ci_high", "n", "too_short"}; p_person None when
+    no answer can be judged. prompts: the prompt id of each answer; the bootstrap resamples
+    prompts, keeping a prompt's answers (several seeds) together, since they are not
+    independent (default: every answer its own prompt)."""
+    prompts = list(range(len(answers))) if prompts is None else list(prompts)
+    if len(prompts) != len(answers):
+        raise ValueError(f"{len(answers)} answers but {len(prompts)} prompt ids")
+    by_prompt: dict = {}
+    for prompt, answer in zip(prompts, answers):
         try:
-            scores.append(float(model.window_probabilities(answer).mean()))
+            by_prompt.setdefault(prompt, []).append(float(model.window_probabilities(answer).mean()))
         except TooShortError:
             continue
+    scores = [score for group in by_prompt.values() for score in group]
     too_short = len(answers) - len(scores)
     if not scores:
         return {"p_person": None, "ci_low": None, "ci_high": None, "n": 0, "too_short": too_short}
+    groups = list(by_prompt.values())
     rng = random.Random(model.seed)
-    samples = [sum(rng.choice(scores) for _ in scores) / len(scores) for _ in range(draws)]
+    samples = []
+    for _ in range(draws):
+        drawn = [score for _ in groups for score in rng.choice(groups)]
+        samples.append(sum(drawn) / len(drawn))
     low, high = percentile_interval(samples)
     return {"p_person": round(sum(scores) / len(scores), 4), "ci_low": round(low, 4), "ci_high": round(high, 4),
             "n": len(scores), "too_short": too_short}

@@ -6,41 +6,38 @@
 What it is trained on, and never more:
 - the person: their words in 02's training documents (runs/<persona>/01_scrape/documents.jsonl,
   the ids in runs/<persona>/02_split/split.json); never the held-out documents;
-- impostors: the other personas' committed snapshots (params/<other>.yaml, their whole
-  corpora, read offline), and the base model's own text: the embedded model
+- impostors: the other personas' committed snapshots (params/<other>.yaml, read offline)
+  less the documents their own 02 split holds out (so no verifier ever trains on any
+  persona's held-out text), and the base model's own text: the embedded model
   (qa.embedded_model, through llama.cpp) answering prompts made from the person's training
   documents (their titles; for interviews, the interviewers' questions) under the persona's
   system prompt: the right topic in the wrong voice. Never 07's evaluation prompts.
 
-The verifier is saved in runs/<persona>/authorship/ with the digest of its inputs and reused
-while they are unchanged; the base model's answers are cached there one by one, so a killed
-build resumes.
+The verifier is saved in runs/<persona>/authorship/verifier-<digest>.pkl, named by the digest
+of everything it depends on (the texts, the settings, lib/authorship.py's source and the
+scikit-learn version), and reused while that is unchanged; the base model's answers are
+cached there, keyed by model, system prompt, length, seed and prompt, so a killed build
+resumes and a changed setting regenerates them.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import pickle
 import random
 import sys
 from pathlib import Path
 
+from lib import authorship
 from lib.authorship import AuthorshipModel, TooShortError, fit_authorship_model
 from lib.runfiles import ROOT, atomic_write_bytes, read_json, read_jsonl, runs_root, write_json
+from lib.split import persona_text
 
 FOLDER = "authorship"
-MODEL_FILE = "verifier.pkl"
 BASE_TEXT_FILE = "base_model_text.jsonl"
 BASE_MAX_TOKENS = 200
-
-
-def persona_text(doc: dict) -> str:
-    """What the person wrote or said in a document: an essay's text, or their interview
-    turns (paragraphs separated by a blank line)."""
-    if doc.get("kind") == "interview":
-        return "\n\n".join(t["text"].strip() for t in doc.get("turns") or [] if t.get("is_persona") and t.get("text"))
-    return doc.get("text") or ""
 
 
 def training_documents(persona: str) -> list[dict]:
@@ -75,21 +72,30 @@ def snapshot_documents(persona: str) -> list[dict]:
 
 
 def impostor_corpora(persona: str) -> dict[str, list[str]]:
-    """persona name -> the texts of every other persona's committed snapshot."""
+    """persona name -> the texts of every other persona's committed snapshot, less the
+    documents that persona's 02 split holds out (its split params on the cpu profile)."""
+    from lib.params import load_params
+    from lib.split import choose_heldout
+
     corpora = {}
     for path in sorted((ROOT / "params").glob("*.yaml")):
-        if path.stem not in (persona, "defaults", "profiles"):
-            texts = [persona_text(doc) for doc in snapshot_documents(path.stem)]
-            if texts:
-                corpora[path.stem] = texts
+        if path.stem in (persona, "defaults", "profiles"):
+            continue
+        docs = snapshot_documents(path.stem)
+        if len(docs) < 2:
+            continue
+        split = load_params(path.stem, "cpu")["split"]
+        heldout = set(choose_heldout(docs, split["heldout_rule"], min(split["heldout_count"], len(docs) - 1),
+                                     split["seed"]))
+        corpora[path.stem] = [persona_text(doc) for doc in docs if doc["id"] not in heldout]
     return corpora
 
 
-def base_model_prompts(train_docs: list[dict], count: int, seed: int) -> list[str]:
+def base_model_prompts(train_docs: list[dict], count: int, seed: int, qa_params: dict) -> list[str]:
     """Up to `count` prompts on the person's own topics, in both of 07's forms (a request for
     an essay, a question): for each training essay's title "Write a few paragraphs about
     this: <title>" and "What do you think about <title>?"; for interviews, the interviewers'
-    real questions (04's rules). Measured on pg: with the question form added (52 -> 100
+    real questions (04's rules, with qa_params' answer and question lengths). Measured on pg: with the question form added (52 -> 100
     windows of base-model text), the base model answering 07's questions went from 0.34 to
     0.22."""
     from lib.qa import interview_exchanges
@@ -97,7 +103,8 @@ def base_model_prompts(train_docs: list[dict], count: int, seed: int) -> list[st
     prompts = []
     for doc in train_docs:
         if doc.get("kind") == "interview":
-            prompts += [e["question"] for e in interview_exchanges(doc, 25, 350, 60)]
+            prompts += [e["question"] for e in interview_exchanges(
+                doc, qa_params["min_answer_words"], qa_params["max_answer_words"], qa_params["max_question_words"])]
         elif doc.get("title"):
             prompts += [f"Write a few paragraphs about this: {doc['title']}", f"What do you think about {doc['title']}?"]
     prompts = sorted(set(prompts))
@@ -108,12 +115,17 @@ def base_model_prompts(train_docs: list[dict], count: int, seed: int) -> list[st
 def base_model_text(prompts: list[str], system_prompt: str, embedded_model: str, cache: Path,
                     batch: int = 8, seed: int = 1234) -> list[str]:
     """The embedded model's answers to the prompts (llama.cpp, its own chat template, the
-    persona's system prompt), cached in `cache` one batch at a time (a killed build resumes)."""
+    persona's system prompt), cached in `cache` one batch at a time (a killed build resumes),
+    each keyed by everything that makes it."""
     from lib.models import embedded_gguf_path
     from lib.quant_gate import chat_with_gguf
 
-    done = {r["prompt"]: r["text"] for r in read_jsonl(cache)} if cache.is_file() else {}
-    todo = [p for p in prompts if p not in done]
+    def key(prompt: str) -> str:
+        made_by = [embedded_model, system_prompt, BASE_MAX_TOKENS, seed, prompt]
+        return hashlib.sha256(json.dumps(made_by).encode()).hexdigest()[:24]
+
+    done = {r["key"]: r["text"] for r in read_jsonl(cache) if "key" in r} if cache.is_file() else {}
+    todo = [p for p in prompts if key(p) not in done]
     gguf = embedded_gguf_path(embedded_model)
     for start in range(0, len(todo), batch):
         chunk = todo[start:start + batch]
@@ -122,10 +134,11 @@ def base_model_text(prompts: list[str], system_prompt: str, embedded_model: str,
         cache.parent.mkdir(parents=True, exist_ok=True)
         with open(cache, "a", encoding="utf-8") as handle:
             for prompt, reply in zip(chunk, replies):
-                handle.write(json.dumps({"prompt": prompt, "text": reply["text"]}, ensure_ascii=False) + "\n")
-                done[prompt] = reply["text"]
+                record = {"key": key(prompt), "prompt": prompt, "text": reply["text"]}
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                done[record["key"]] = reply["text"]
         print(f"base model text: {min(start + batch, len(todo))}/{len(todo)} answers", file=sys.stderr)
-    return [done[p] for p in prompts]
+    return [done[key(p)] for p in prompts]
 
 
 def inputs_digest(person: list[str], impostors: list[str], settings: dict) -> str:
@@ -136,9 +149,11 @@ def inputs_digest(person: list[str], impostors: list[str], settings: dict) -> st
 
 
 def persona_verifier(persona: str, profile: str = "auto", overrides=None, log=print) -> AuthorshipModel:
-    """The persona's verifier: the one saved in runs/<persona>/authorship/ when its inputs are
-    unchanged, else built (base model text generated or taken from its cache) and saved.
+    """The persona's verifier: the one saved in runs/<persona>/authorship/ under the digest of
+    its inputs, else built (base model text generated or taken from its cache) and saved.
     Raises FileNotFoundError when the persona has no 02 split."""
+    import sklearn
+
     from lib.params import load_params
 
     params = load_params(persona, profile, overrides)
@@ -146,15 +161,16 @@ def persona_verifier(persona: str, profile: str = "auto", overrides=None, log=pr
     train_docs = training_documents(persona)
     person = [persona_text(doc) for doc in train_docs]
     ev = params["evaluate"]
-    prompts = base_model_prompts(train_docs, ev["authorship_base_prompts"], ev["authorship_seed"])
+    prompts = base_model_prompts(train_docs, ev["authorship_base_prompts"], ev["authorship_seed"], params["qa"])
     base_text = base_model_text(prompts, params["persona"]["system_prompt"], params["qa"]["embedded_model"],
                                 folder / BASE_TEXT_FILE)
     corpora = impostor_corpora(persona)
     impostors = {**corpora, "base model": base_text}
     settings = {"seed": ev["authorship_seed"], "impostor_personas": sorted(corpora), "base_prompts": len(prompts),
-                "method": "dv-ma char 2-4 tfidf, bagged logistic regression"}
+                "method": "dv-ma char 2-4 tfidf, bagged logistic regression", "sklearn": sklearn.__version__,
+                "code": hashlib.sha256(inspect.getsource(authorship).encode()).hexdigest()[:16]}
     digest = inputs_digest(person, [t for name in sorted(impostors) for t in [f"\0{name}\0", *impostors[name]]], settings)
-    model_path, manifest_path = folder / MODEL_FILE, folder / "verifier.json"
+    model_path, manifest_path = folder / f"verifier-{digest[:16]}.pkl", folder / f"verifier-{digest[:16]}.json"
     if model_path.is_file() and manifest_path.is_file() and read_json(manifest_path).get("digest") == digest:
         with open(model_path, "rb") as handle:
             return pickle.load(handle)
@@ -166,23 +182,24 @@ def persona_verifier(persona: str, profile: str = "auto", overrides=None, log=pr
     return model
 
 
-def authorship_by_system(model: AuthorshipModel, texts_by_system: dict[str, list[str]],
+def authorship_by_system(model: AuthorshipModel, answers_by_system: dict[str, list[tuple[str, str]]],
                          heldout_texts: list[str]) -> dict[str, dict]:
-    """07's authorship measures. system -> {"p_person", "ci_low", "ci_high" (bootstrap over
-    its answers), "n" (answers judged), "too_short", "distinguishability" (against the
-    person's held-out text)}; plus "own_text": the person's held-out text in windows of
-    WINDOW_WORDS words, judged the same way (the ceiling), whose distinguishability is that
-    of one half of the windows against the other (about 0.5)."""
+    """07's authorship measures. answers_by_system: system -> [(prompt id, answer)]. Returns
+    system -> {"p_person", "ci_low", "ci_high" (bootstrap over prompts), "n" (answers judged),
+    "too_short", "distinguishability" (against the person's held-out text)}; plus
+    "own_text": the person's held-out text in windows of WINDOW_WORDS words, judged the same
+    way (the ceiling), whose distinguishability is that of one half of the windows against
+    the other (0.5 in expectation; cross-validated AUC on few windows runs below it)."""
     from lib.authorship import distinguishability, system_authorship, training_windows
 
-    own = training_windows(heldout_texts)
     table = {}
-    for name, texts in {**texts_by_system, "own_text": own}.items():
-        table[name] = system_authorship(model, texts)
-        if name == "own_text":
-            table[name]["distinguishability"] = distinguishability(own[0::2], own[1::2], model.keep)
-        else:
-            table[name]["distinguishability"] = distinguishability(texts, heldout_texts, model.keep)
+    for name, answers in answers_by_system.items():
+        texts = [text for _, text in answers]
+        table[name] = system_authorship(model, texts, [prompt for prompt, _ in answers])
+        table[name]["distinguishability"] = distinguishability(texts, heldout_texts, model.keep)
+    own = training_windows(heldout_texts)
+    table["own_text"] = system_authorship(model, own)
+    table["own_text"]["distinguishability"] = distinguishability(own[0::2], own[1::2], model.keep)
     return table
 
 
@@ -226,16 +243,18 @@ def score_files(model: AuthorshipModel, files: list[str]) -> tuple[list[dict], l
 def cli(argv=None) -> int:
     """python -m lib.style_metrics authorship PERSONA FILE [FILE ...]: one JSON line per scored
     file on stdout, one error line per other file on stderr; exit 1 when any file failed, 2
-    when the persona has no verifier and no 02 split."""
+    when the persona has no 02 split (the verifier is built from it) or unknown params."""
     parser = argparse.ArgumentParser(prog="python -m lib.style_metrics authorship",
                                      description="P(the person wrote it), with a 95% CI, for each file.")
     parser.add_argument("persona", help="params/<persona>.yaml")
     parser.add_argument("files", nargs="+")
     parser.add_argument("--profile", default="auto")
     args = parser.parse_args(argv)
+    from lib.params import ParamsError
+
     try:
         model = persona_verifier(args.persona, args.profile, log=lambda message: print(message, file=sys.stderr))
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ParamsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     records, errors = score_files(model, args.files)

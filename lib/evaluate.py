@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lib import qa
-from lib.eval_authorship import persona_text
+from lib.bos import encode
 from lib.runfiles import ROOT, read_json
-from lib.split import document_header, split_paragraphs
+from lib.split import document_header, persona_text, split_paragraphs
 from lib.style_metrics import (MIN_STYLE_WORDS, delta_profile, distinct_n, find_tics, identity_verdict,
                                repeated_ngram_rate, rouge_l, style_scores, tic_rate)
 
@@ -189,6 +189,15 @@ def answering_code_digest() -> str:
     return hashlib.sha256("".join(inspect.getsource(f) for f in functions).encode()).hexdigest()[:16]
 
 
+def bos_rule_digest() -> str:
+    """Digest of lib/bos.py's rule: held-out perplexity is computed again when it changes."""
+    import inspect
+
+    from lib import bos
+
+    return hashlib.sha256(inspect.getsource(bos).encode()).hexdigest()[:16]
+
+
 def read_answer_cache(path: Path) -> dict[str, dict]:
     """key -> answer record of an answers file; a last line cut short by a kill is ignored."""
     cache = {}
@@ -342,13 +351,13 @@ def run_system(system: System, prompts: list[dict], ppl_texts: list[str], params
     wanted = [(prompt, seed, answer_key(fingerprint, prompt, seed, sampling, system_prompt, code))
               for seed in ev["seeds"] for prompt in prompts]
     todo = [item for item in wanted if item[2] not in cache]
-    ppl_key = hashlib.sha256(json.dumps([fingerprint, ppl_texts]).encode()).hexdigest()[:24]
+    ppl_key = hashlib.sha256(json.dumps([fingerprint, ppl_texts, bos_rule_digest()]).encode()).hexdigest()[:24]
     ppl = read_json(ppl_path).get(ppl_key) if ppl_path.is_file() else None
     if todo or (ppl is None and ppl_texts):
         with tqdm(total=len(wanted), initial=len(wanted) - len(todo), desc=f"answers {system.name}") as progress:
             if system.gguf:
                 tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(base, system.adapters))
-                token_lists = [tokenizer(text)["input_ids"] for text in ppl_texts]
+                token_lists = [encode(tokenizer, text) for text in ppl_texts]  # as transformers' perplexity
                 n_ctx = max([ev["gguf_n_ctx"]] + [len(t) for t in token_lists])
                 llm = load_llama(str(system.gguf), n_ctx=n_ctx, logits_all=ppl is None and bool(ppl_texts))
                 try:

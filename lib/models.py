@@ -8,6 +8,7 @@ into a transformers folder under .cache/models/<name>/ and reused.
 from __future__ import annotations
 
 import importlib.util
+import sys
 import shutil
 import tempfile
 from pathlib import Path
@@ -178,6 +179,7 @@ def pick_backend(choice: str = "auto") -> str:
         return "unsloth"
     if choice == "unsloth":
         raise RuntimeError(f"model.backend=unsloth cannot run here: {problem}")
+    print(f"model.backend=auto: training with hf, not unsloth: {problem}", file=sys.stderr)
     return "hf"
 
 

@@ -30,6 +30,14 @@ def document_body(doc: dict) -> str:
     return doc["text"]
 
 
+def persona_text(doc: dict) -> str:
+    """What the person wrote or said in a document: an essay's text, or their own interview
+    turns (paragraphs separated by a blank line), without the interviewers' words."""
+    if doc.get("kind") == "interview":
+        return "\n\n".join(t["text"].strip() for t in doc.get("turns") or [] if t.get("is_persona") and t.get("text"))
+    return doc.get("text") or ""
+
+
 def split_paragraphs(text: str) -> list[str]:
     return [part.strip() for part in re.split(r"\n\s*\n", text) if part.strip()]
 

@@ -57,7 +57,8 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from lib import evaluate, progress_log
-from lib.eval_authorship import authorship_by_system, authorship_markdown, persona_text, persona_verifier
+from lib.eval_authorship import authorship_by_system, authorship_markdown, persona_verifier
+from lib.split import persona_text
 from lib.runfiles import atomic_write_text, read_json, read_jsonl
 
 started = time.time()
@@ -128,8 +129,10 @@ print(f"held-out perplexity on {len(ppl_texts)} chunks:", {name: round(v, 2) for
 
 # %%
 verifier = persona_verifier(persona, profile, overrides)
-authorship = authorship_by_system(verifier, {name: evaluate.style_texts(records) for name, records in answers.items()},
-                                  [persona_text(doc) for doc in heldout_docs])
+authorship = authorship_by_system(
+    verifier, {name: [(a["id"], a["answer"]) for a in records if a["task"] != "identity" and a["answer"].strip()]
+               for name, records in answers.items()},
+    [persona_text(doc) for doc in heldout_docs])
 display(Markdown(authorship_markdown(authorship)))
 
 # %% [markdown]

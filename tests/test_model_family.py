@@ -63,9 +63,11 @@ def test_one_bos_rule_from_training_to_the_prompt(trained, conversations):
     chunk_ids = completion_examples(tokenizer, [chunk], 512)[0][0]["input_ids"]
     chat = conversation_examples(tokenizer, conversations[:1], 2048)[0][0]
     prompt_ids = encode(tokenizer, chat_prompt(tokenizer, "Who are you?", "You are Donald Trump."))
-    for ids in (chunk_ids, chat["input_ids"], prompt_ids):
-        leading = ids[:1] == [tokenizer.bos_token_id] if bos else False
-        assert leading == bool(bos) and ids[1:].count(tokenizer.bos_token_id if bos else -1) == 0
+    texts = (chunk["text"], tokenizer.apply_chat_template(conversations[0]["messages"], tokenize=False),
+             chat_prompt(tokenizer, "Who are you?", "You are Donald Trump."))
+    for ids, text in zip((chunk_ids, chat["input_ids"], prompt_ids), texts):
+        plain = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert ids == ([tokenizer.bos_token_id] if bos else []) + plain  # exactly one BOS, or none
     if bos:
         assert chat["labels"][0] == IGNORE_INDEX  # BOS is read, never trained
 
