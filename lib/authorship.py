@@ -101,6 +101,14 @@ def frequent_words(groups: list[list[str]], count: int = KEEP_WORDS) -> frozense
     return frozenset(ranked[:count])
 
 
+def char_ngram_vectorizer(max_features: int | None = None):
+    """The verifier's features: TF-IDF of character 2-4-grams (sublinear tf, in at least 2
+    texts), on distorted text."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(analyzer="char", ngram_range=(2, 4), sublinear_tf=True, min_df=2, max_features=max_features)
+
+
 def percentile_interval(values: list[float]) -> tuple[float, float]:
     ordered = sorted(values)
     return ordered[int(0.025 * (len(ordered) - 1))], ordered[int(round(0.975 * (len(ordered) - 1)))]
@@ -154,7 +162,6 @@ def fit_authorship_model(person_texts: list[str], impostor_texts: dict[str, list
     impostor texts (label 0; e.g. {"trump": [...], "base model": [...]}), weighted by
     balanced_weights. Raises ValueError when the person or the impostors have fewer than 10
     windows."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     groups = {"person": training_windows(person_texts)}
@@ -170,8 +177,7 @@ def fit_authorship_model(person_texts: list[str], impostor_texts: dict[str, list
         texts += [distort(w, keep) for w in ws]
         labels += [int(name == "person")] * len(ws)
         weights += [weight_of.get(name, 0.0)] * len(ws)
-    vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(2, 4), sublinear_tf=True, min_df=2,
-                                 max_features=50000)
+    vectorizer = char_ngram_vectorizer(max_features=50000)
     features = vectorizer.fit_transform(texts)
     rng = random.Random(seed)
     models = []
@@ -221,7 +227,6 @@ def distinguishability(system_texts: list[str], person_texts: list[str], keep: f
     """Cross-validated ROC AUC (stratified, up to 5 folds) of a classifier with the verifier's
     features separating a system's texts from the person's held-out windows: 0.5 = cannot
     tell them apart, 1.0 = always can. None with fewer than 4 judgeable texts on a side."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
@@ -233,7 +238,6 @@ def distinguishability(system_texts: list[str], person_texts: list[str], keep: f
         return None
     texts = [distort(t, keep) for t in system + person]
     labels = [0] * len(system) + [1] * len(person)
-    pipeline = make_pipeline(TfidfVectorizer(analyzer="char", ngram_range=(2, 4), sublinear_tf=True, min_df=2),
-                             LogisticRegression(C=10.0, class_weight="balanced", max_iter=2000))
+    pipeline = make_pipeline(char_ngram_vectorizer(), LogisticRegression(C=10.0, class_weight="balanced", max_iter=2000))
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return round(float(cross_val_score(pipeline, texts, labels, cv=cv, scoring="roc_auc").mean()), 4)

@@ -141,9 +141,10 @@ def base_model_text(prompts: list[str], system_prompt: str, embedded_model: str,
     return [done[key(p)] for p in prompts]
 
 
-def inputs_digest(person: list[str], impostors: list[str], settings: dict) -> str:
+def inputs_digest(person: list[str], impostors: dict[str, list[str]], settings: dict) -> str:
+    """sha256 of the settings and every text, each impostor group under its name."""
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for text in person + ["\0impostors\0"] + impostors:
+    for text in person + [text for name in sorted(impostors) for text in [f"\0{name}\0", *impostors[name]]]:
         digest.update(text.encode("utf-8") + b"\0")
     return digest.hexdigest()
 
@@ -169,7 +170,7 @@ def persona_verifier(persona: str, profile: str = "auto", overrides=None, log=pr
     settings = {"seed": ev["authorship_seed"], "impostor_personas": sorted(corpora), "base_prompts": len(prompts),
                 "method": "dv-ma char 2-4 tfidf, bagged logistic regression", "sklearn": sklearn.__version__,
                 "code": hashlib.sha256(inspect.getsource(authorship).encode()).hexdigest()[:16]}
-    digest = inputs_digest(person, [t for name in sorted(impostors) for t in [f"\0{name}\0", *impostors[name]]], settings)
+    digest = inputs_digest(person, impostors, settings)
     model_path, manifest_path = folder / f"verifier-{digest[:16]}.pkl", folder / f"verifier-{digest[:16]}.json"
     if model_path.is_file() and manifest_path.is_file() and read_json(manifest_path).get("digest") == digest:
         with open(model_path, "rb") as handle:

@@ -182,15 +182,17 @@ def answering_code_digest() -> str:
     to generation (sampling, stopping, prompts) the cached answers are made again."""
     import inspect
 
-    from lib import bos, models
+    from lib import models
 
     functions = (models.generate_texts, models.generated_tokens_penalty, answer_with_transformers, answer_with_gguf,
-                 transformers_prompt, plain_chat_prompt, bos.encode, bos.bos_prefix, bos.uses_bos)
-    return hashlib.sha256("".join(inspect.getsource(f) for f in functions).encode()).hexdigest()[:16]
+                 transformers_prompt, plain_chat_prompt)
+    source = "".join(inspect.getsource(f) for f in functions) + bos_rule_digest()
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
 def bos_rule_digest() -> str:
-    """Digest of lib/bos.py's rule: held-out perplexity is computed again when it changes."""
+    """Digest of lib/bos.py's rule: cached answers and held-out perplexity are made again
+    when it changes."""
     import inspect
 
     from lib import bos

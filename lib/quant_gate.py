@@ -300,6 +300,7 @@ def check_format_in_process(gguf_path: str, tokenizer_dir: str, conversation: li
     # 3. BOS: a runtime tokenizes the prompt (BOS added where the GGUF says so) into the
     # very ids 05 trained on and 07 prompts with (lib.bos)
     hf_ids = tokenizer(hf_prompt, add_special_tokens=False)["input_ids"]
+    trained_ids = encode(tokenizer, hf_prompt)
     runtime_ids = llm.tokenize(hf_prompt.encode("utf-8"), add_bos=True, special=True)
     hf_adds_bos = uses_bos(tokenizer)
     add_bos = bool(llama_cpp.llama_vocab_get_add_bos(vocab))
@@ -313,10 +314,10 @@ def check_format_in_process(gguf_path: str, tokenizer_dir: str, conversation: li
                         f"{'adds' if hf_adds_bos else 'does not add'} a BOS token")
     if llm.tokenize(hf_prompt.encode("utf-8"), add_bos=False, special=True) != hf_ids:
         problems.append(f"{name}: the chat prompt's special tokens tokenize differently than in training")
-    elif runtime_ids != encode(tokenizer, hf_prompt):
+    elif runtime_ids != trained_ids:
         problems.append(f"{name}: llama.cpp's chat prompt starts {runtime_ids[:3]}, training's "
-                        f"{encode(tokenizer, hf_prompt)[:3]} (lib.bos)")
-    facts["runtime_prompt_matches_training"] = runtime_ids == encode(tokenizer, hf_prompt)
+                        f"{trained_ids[:3]} (lib.bos)")
+    facts["runtime_prompt_matches_training"] = runtime_ids == trained_ids
 
     # 4. the end-of-turn token: one llama.cpp stops generating at
     eot = end_of_turn_token(tokenizer)

@@ -89,3 +89,41 @@ def chunks(tmp_path_factory, tokenizer):
     path = tmp_path_factory.mktemp("split") / "train.jsonl"
     write_jsonl(path, split["train"][:24])
     return path
+
+
+def adapter_weights(out_dir):
+    """The tensors of out_dir/adapter/adapter_model.safetensors."""
+    from safetensors.torch import load_file
+
+    return load_file(out_dir / "adapter" / "adapter_model.safetensors")
+
+
+def assert_same_adapter(a, b):
+    """The adapters of two training runs hold the same tensors (up to float noise)."""
+    import torch
+
+    first, second = adapter_weights(a), adapter_weights(b)
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.allclose(first[key], second[key], atol=1e-6, rtol=1e-4), key
+
+
+def kill_at_first_checkpoint(command: list[str], checkpoints: Path) -> int:
+    """Start a training command, SIGKILL it as soon as a complete checkpoint exists, and
+    return that checkpoint's step (checked to be before the end: no adapter saved yet)."""
+    import signal
+    import subprocess
+    import time
+
+    from lib.train import find_resume_checkpoint
+
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while find_resume_checkpoint(checkpoints) is None:
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        assert time.time() < deadline, "no checkpoint within 5 minutes"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    assert not (checkpoints.parent / "adapter").exists()
+    return int(find_resume_checkpoint(checkpoints).name.split("-")[1])

@@ -4,15 +4,12 @@ settings, and a 2-process (gloo) run of the same entry point."""
 import json
 import os
 import shutil
-import signal
 import subprocess
-import time
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from conftest import PYTHON, ROOT
+from conftest import PYTHON, ROOT, adapter_weights, assert_same_adapter, kill_at_first_checkpoint
 from lib.models import AUTO_BACKEND_ON_CPU, pick_backend
 from lib.params import load_params
 from lib.runfiles import read_jsonl
@@ -36,17 +33,6 @@ def uninterrupted(tmp_path_factory, params, chunks):
     summary = train_lora(read_jsonl(chunks), out, params["train_completion"], params["model"],
                          kind="completion", max_seq_length=128)
     return out, summary
-
-
-def adapter_weights(out_dir):
-    return load_file(out_dir / "adapter" / "adapter_model.safetensors")
-
-
-def assert_same_adapter(a, b):
-    first, second = adapter_weights(a), adapter_weights(b)
-    assert first.keys() == second.keys()
-    for key in first:
-        assert torch.allclose(first[key], second[key], atol=1e-6, rtol=1e-4), key
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU choice; on CUDA auto picks unsloth")
@@ -156,16 +142,8 @@ def test_resume_after_sigkill_ends_where_an_uninterrupted_run_ends(tmp_path, uni
     out = tmp_path / "killed"
     command = [PYTHON, "-m", "lib.train", "completion", "--persona", "pg", "--profile", "smoke",
                "--data", str(chunks), "--out", str(out)] + [arg for o in OVERRIDES for arg in ("--set", o)]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while find_resume_checkpoint(out / "checkpoints") is None:
-        assert process.poll() is None, process.stderr.read().decode()[-3000:]
-        assert time.time() < deadline, "no checkpoint within 5 minutes"
-        time.sleep(0.1)
-    process.send_signal(signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL
-    killed_at = int(find_resume_checkpoint(out / "checkpoints").name.split("-")[1])
-    assert killed_at < 4 and not (out / "adapter").exists()
+    killed_at = kill_at_first_checkpoint(command, out / "checkpoints")
+    assert killed_at < 4
 
     summary = train_lora(read_jsonl(chunks), out, params["train_completion"], params["model"],
                          kind="completion", max_seq_length=128)

@@ -17,6 +17,7 @@ _spec = importlib.util.spec_from_file_location("tests_conftest", TESTS / "confte
 _root = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_root)
 PYTHON, ROOT, labeled_runs = _root.PYTHON, _root.ROOT, _root.labeled_runs
+assert_same_adapter, kill_at_first_checkpoint = _root.assert_same_adapter, _root.kill_at_first_checkpoint
 
 from lib.models import unsloth_problem  # noqa: E402  (imports unsloth, before transformers)
 

@@ -10,21 +10,18 @@ on tiny models of the GPU profiles' families: the same guarantees the hf tests g
 - ChatML on an untied base trains the template rows of embed_tokens and lm_head only.
 """
 import json
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from conftest import PYTHON, ROOT, labeled_runs
+from conftest import PYTHON, ROOT, assert_same_adapter, kill_at_first_checkpoint, labeled_runs
 from lib.chat_data import IGNORE_INDEX, conversation_examples
 from lib.models import AUTO_BACKEND_ON_CPU, load_with_adapters, merge_adapters_16bit, pick_backend
 from lib.params import load_params
 from lib.runfiles import read_jsonl
-from lib.train import (add_lora, completion_examples, find_resume_checkpoint, language_model_collator,
+from lib.train import (add_lora, completion_examples, language_model_collator,
                        load_base_for_training, make_trainer, training_arguments, training_order, train_lora)
 from tiny_models import CHAT_OVERRIDES, FAMILIES, build_tiny_model, moved_template_rows
 
@@ -110,27 +107,15 @@ def test_resume_after_sigkill_ends_where_an_uninterrupted_unsloth_run_ends(tmp_p
     out = tmp_path / "killed"
     command = [PYTHON, "-m", "lib.train", "completion", "--persona", "pg", "--profile", "smoke",
                "--data", str(chunks), "--out", str(out)] + [arg for o in OVERRIDES for arg in ("--set", o)]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while find_resume_checkpoint(out / "checkpoints") is None:
-        assert process.poll() is None, process.stderr.read().decode()[-3000:]
-        assert time.time() < deadline, "no checkpoint within 5 minutes"
-        time.sleep(0.1)
-    process.send_signal(signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL
-    killed_at = int(find_resume_checkpoint(out / "checkpoints").name.split("-")[1])
-    assert killed_at < 4 and not (out / "adapter").exists()
+    killed_at = kill_at_first_checkpoint(command, out / "checkpoints")
+    assert killed_at < 4
 
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["finished"] and summary["backend"] == "unsloth"
     assert summary["resumed_from_step"] == killed_at and summary["steps"] == 4
-    first = load_file(out / "adapter" / "adapter_model.safetensors")
-    second = load_file(uninterrupted[0] / "adapter" / "adapter_model.safetensors")
-    assert first.keys() == second.keys()
-    for key in first:
-        assert torch.allclose(first[key], second[key], atol=1e-6, rtol=1e-4), key
+    assert_same_adapter(out, uninterrupted[0])
     assert [e["step"] for e in read_jsonl(out / "train_log.jsonl") if "loss" in e] == [1, 2, 3, 4]
 
 
