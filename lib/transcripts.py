@@ -1,45 +1,47 @@
 """Interview transcripts: parse speaker-labelled text into turns, and collect interviews.
 
-Three layouts are read by the same parser:
-  1. the Trump Campaign Corpus: paragraphs labelled "DONALD TRUMP: ...", "JAKE TAPPER: ...",
-     "UNIDENTIFIED: ..."; an unlabelled paragraph continues the last speaker's turn;
-  2. the seed interviews: "# url: ..." / "# date: ..." header lines, then one
-     "Speaker A: ..." / "TRUMP: ..." line per turn (unlabelled lines continue the turn);
-  3. mixed-case labels such as "Sean Hannity: ...".
+A label line may come in any of LABEL_LAYOUTS, tried in order; adding a layout is one entry
+there and one line in tests/test_transcript_layouts.py:
+  DONALD TRUMP: text                 the Trump Campaign Corpus, the seed interviews
+  [00:00:12] DONALD TRUMP: text      timestamp before the label
+  DONALD TRUMP (00:00:12): text      timestamp in the label
+  Donald Trump: (00:09)              timestamp after the label, the text on the next lines
+  Donald Trump<TAB>00:00:12<TAB>text tab-separated label, time and text (or time, label, text)
+  Donald Trump  0:03                 label and time alone on a line (Otter-style exports)
+Timestamps are removed from all text. An unlabelled paragraph continues the last speaker's
+turn, except after a crowd's one-line interjection ("AUDIENCE: Lock her up!"), where it goes
+back to the speaker before. "# url: ..." / "# date: ..." header lines give metadata.
+
 A label is short (at most 4 words), at the start of a line, UPPERCASE ("BILL O'REILLY",
-"MR.", "STEPHANOPOULOS (VOICE-OVER)", "WAYNE BEYER, RETIRED ATTORNEY") or Title Case
-("Speaker A", "Sean Hannity"); a Title Case label must occur at least twice in the file, so
-"Listen: ..." or "Question: ..." in running text is not taken for a speaker; in a file where
-no label occurs twice only a label on the first line counts (a speech: "DONALD TRUMP: ..."). Stage directions
-((APPLAUSE), (CROSSTALK), [inaudible], ...) are removed, empty turns dropped, consecutive
-turns of one speaker merged.
+"SPEAKER_00", "JOHN McCAIN", "STEPHANOPOULOS (VOICE-OVER)", "WAYNE BEYER, RETIRED ATTORNEY")
+or Title Case ("Speaker 1", "Sean Hannity"); a Title Case label must occur at least twice
+in the file, so "Listen: ..." or "Question: ..." in running text is not taken for a
+speaker; in a file where no label occurs twice only a label on the first line counts (a
+speech: "DONALD TRUMP: ..."). A line that looks like a label but is not taken as one is
+reported in the document's warnings, never merged silently, as are labels that contain the
+persona's name but miss the persona regex, and a bare surname counted as the persona beside
+a full name that is not. Stage directions ((APPLAUSE), (CROSSTALK), [inaudible], ...) are
+removed, empty turns dropped, consecutive turns of one speaker merged.
 
     python -m lib.transcripts parse data/snapshot/trump/wwe.txt --persona '^(DONALD )?TRUMP$'
+    python -m lib.transcripts parse FILE... --persona REGEX --speakers   # one line per speaker
 """
 from __future__ import annotations
 
 import argparse
 import codecs
+import collections
 import json
 import os
 import re
 import sys
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from lib.fetch import DEFAULT_USER_AGENT, Fetcher, FetchError
 
-UPPER_WORD = r"[A-Z][A-Z0-9.'’\-]*"
-TITLE_WORD = r"[A-Z][A-Za-z0-9.'’\-]*"
-LABEL_RE = re.compile(
-    r"^(?P<name>"
-    rf"(?P<upper>{UPPER_WORD}(?:[ \t]+{UPPER_WORD}){{0,3}})"
-    rf"|(?P<title>{TITLE_WORD}(?:[ \t]+(?:{TITLE_WORD}|van|von|de|der|da|del|la|le|al|bin)){{0,3}})"
-    r")"
-    r"(?P<paren>[ \t]*\([A-Z][A-Z \-]*\))?"
-    r"(?P<desc>,[ \t]*[A-Z0-9\"'][A-Z0-9 .,'’\"&\-]{0,60})?"
-    r"[ \t]?:(?:[ \t]+|$)(?P<rest>.*)$")
 LABEL_STOPWORDS = {
     "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
     "listen", "remember", "note", "notes", "update", "updated", "correction", "source", "sources",
@@ -49,6 +51,11 @@ LABEL_STOPWORDS = {
     "tonight", "end", "begin", "photo", "video", "http", "https", "re", "subject", "from", "to",
     "date", "url", "title", "quote",
 }
+CROWD_LABELS = {  # UPPERCASE labels of a crowd: a speaker even when said once, for that line only
+    "AUDIENCE", "AUDIENCE MEMBER", "AUDIENCE MEMBERS", "CROWD", "PROTESTER", "PROTESTERS",
+}
+NOT_LABEL_START = {"number", "and", "but", "so", "or", "point", "step", "rule", "lesson", "part", "chapter",
+                   "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth", "last", "next"}
 STAGE_WORDS = (r"applause|laughter|laughs|laughing|crosstalk|cross-talk|inaudible|unintelligible|"
                r"indiscernible|cheers|cheering|booing|boos|music|silence|pause|chanting|"
                r"break in audio|audio gap|overtalk|off-mike|interrupted by|sic|ph")
@@ -149,61 +156,244 @@ def clean_stage_directions(text: str) -> str:
     return text.strip()
 
 
-def _match_label(line: str):
-    """(speaker, is_title_case, rest) if the line starts with a speaker label, else None."""
-    match = LABEL_RE.match(line)
+# ---------------------------------------------------------------------------------------
+# speaker labels: the name's shape, and the layouts a label line comes in
+
+TIMESTAMP = r"\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d{1,3})?"
+TS = rf"(?:\[{TIMESTAMP}\]|\({TIMESTAMP}\)|{TIMESTAMP})"  # [00:00:12], (00:09), 0:03
+BRACKETED_TS_RE = re.compile(rf"[ \t]*(?:\[{TIMESTAMP}\]|\({TIMESTAMP}\))[ \t]*")
+LEADING_TS_RE = re.compile(rf"^(?:\[{TIMESTAMP}\]|\({TIMESTAMP}\)|\d{{1,2}}:\d{{2}}:\d{{2}}(?:[.,]\d{{1,3}})?)[ \t]+")
+ONLY_TS_RE = re.compile(rf"^\s*(?:{TS}\s*)+$")
+
+UPPER_WORD = r"(?:Ma?c|D[aei]|L[ae])?[A-Z][A-Z0-9_.'’\-]*"  # DONALD, O'REILLY, SPEAKER_00, MR., McCAIN, DeSANTIS
+TITLE_WORD = r"[A-Z][A-Za-z0-9_.'’\-]*"      # Donald, Speaker, McCain
+NUMBER_WORD = r"\#?\d{1,3}"                   # the 1 of "Speaker 1", "SPEAKER #2"
+NAME_RE = re.compile(
+    r"^(?P<name>"
+    rf"(?P<upper>{UPPER_WORD}(?:[ \t]+(?:{UPPER_WORD}|{NUMBER_WORD})){{0,3}})"
+    rf"|(?P<title>{TITLE_WORD}(?:[ \t]+(?:{TITLE_WORD}|{NUMBER_WORD}|van|von|de|der|da|del|la|le|al|bin)){{0,3}})"
+    r")"
+    r"(?P<paren>[ \t]*\([A-Z][A-Z \-]*\))?"
+    r"(?P<desc>,[ \t]*[A-Z0-9\"'][A-Z0-9 .,'’\"&\-]{0,60})?$")
+LOOKS_LIKE_LABEL_RE = re.compile(r"^(?P<label>[^\s:a-z][^:]{0,40}?)[ \t]?:(?:[ \t]|$)")
+
+
+@dataclass(frozen=True)
+class LabelLayout:
+    """One way a speaker label is written on a line: ``pattern`` captures ``label`` (the raw
+    name, timestamp removed) and ``rest`` (the turn's text on that line, possibly empty)."""
+    name: str
+    pattern: re.Pattern
+    example: str
+
+
+def _layout(name: str, pattern: str, example: str) -> LabelLayout:
+    return LabelLayout(name, re.compile(pattern), example)
+
+
+_LABEL = r"(?P<label>[^\s:\t\[\]][^:\t\[\]]{0,99}?)"
+_AFTER_COLON = r"[ \t]?:(?:[ \t]+|$)(?P<rest>.*)$"
+LABEL_LAYOUTS = (  # tried in order; the first whose label has a speaker name's shape wins
+    _layout("timestamp before label", rf"^{TS}[ \t]+{_LABEL}{_AFTER_COLON}",
+            "[00:00:12] DONALD TRUMP: Thank you."),
+    _layout("timestamp in label", rf"^{_LABEL}[ \t]*(?:\[{TIMESTAMP}\]|\({TIMESTAMP}\)){_AFTER_COLON}",
+            "DONALD TRUMP (00:00:12): Thank you."),
+    _layout("timestamp after label", rf"^{_LABEL}[ \t]?:[ \t]*(?:\[{TIMESTAMP}\]|\({TIMESTAMP}\)|{TIMESTAMP}(?=\t|$))"
+            r"(?:[ \t]+(?P<rest>.*))?$",
+            "Donald Trump: (00:09)   [the text on the next line]"),
+    _layout("tab-separated label, time, text", rf"^{_LABEL}:?\t+{TS}(?:\t+(?P<rest>.*))?$",
+            "Donald Trump\t00:00:12\tThank you."),
+    _layout("tab-separated time, label, text", rf"^{TS}\t+{_LABEL}:?(?:\t+(?P<rest>.*))?$",
+            "00:00:12\tDonald Trump\tThank you."),
+    _layout("label and time alone on a line", rf"^{_LABEL}[ \t]+{TS}[ \t]*$",
+            "Donald Trump  0:03   [the text on the next line]"),
+    _layout("label", rf"^{_LABEL}{_AFTER_COLON}", "DONALD TRUMP: Thank you."),
+)
+
+
+@dataclass(frozen=True)
+class Label:
+    """A speaker label found at the start of a line."""
+    name: str          # "DONALD TRUMP", spaces normalised
+    title_case: bool   # "Donald Trump" (must recur to count) rather than "DONALD TRUMP"
+    rest: str          # the text after the label on the same line
+    layout: str        # LabelLayout.name
+
+
+def speaker_name(raw: str) -> tuple[str, bool] | None:
+    """(name, is_title_case) when raw has a speaker label's shape, else None.
+
+    UPPERCASE: 1-4 words ("BILL O'REILLY", "SPEAKER_00", "MR.", "SPEAKER 2"), optionally with a
+    "(VOICE-OVER)" note and a ", RETIRED ATTORNEY" description. Title Case: 1-4 words ("Speaker
+    1", "Sean Hannity", "Ludwig van Beethoven"), no description. Stopwords ("Listen", "Note",
+    "Well") and single-letter names (except Q and A) are not names.
+    """
+    match = NAME_RE.match(raw.strip())
     if not match:
         return None
     name = " ".join(match.group("name").split())
     if name.lower().rstrip(".") in LABEL_STOPWORDS or name.lower() in LABEL_STOPWORDS:
         return None
     if match.group("upper"):
-        letters = re.sub(r"[^A-Z]", "", name)
-        if len(letters) < 2 and name not in ("Q", "A"):
+        if len(re.sub(r"[^A-Z]", "", name)) < 2 and name not in ("Q", "A"):
             return None
-        return name, False, match.group("rest")
+        return name, False
     if match.group("desc"):
         return None
-    words = name.split()
-    if any(w.isupper() and len(w) > 1 for w in words):  # "Mr. TRUMP" style: odd, skip
+    if any(w.isupper() and len(w) > 1 and not w.startswith("#") for w in name.split()):
+        return None  # "Mr. TRUMP" style: odd, skip
+    return name, True
+
+
+def match_label(line: str) -> Label | None:
+    """The speaker label at the start of line, in any of LABEL_LAYOUTS, else None."""
+    line = line.strip()
+    for layout in LABEL_LAYOUTS:
+        match = layout.pattern.match(line)
+        if not match:
+            continue
+        named = speaker_name(match.group("label"))
+        if named:
+            return Label(named[0], named[1], (match.groupdict().get("rest") or "").strip(), layout.name)
+    return None
+
+
+def looks_like_label(line: str) -> str | None:
+    """The would-be label of a line that starts like "Some Name: ..." (every word capitalised
+    or a number, at most 5 words), else None; used to report labels the parser did not take."""
+    match = LOOKS_LIKE_LABEL_RE.match(BRACKETED_TS_RE.sub(" ", line).strip())
+    if not match:
         return None
-    return name, True, match.group("rest")
+    label = " ".join(match.group("label").split())
+    words = label.split()
+    if (len(words) > 5 or not re.search(r"[A-Za-z]", label) or label.endswith((",", ".", "!", "?"))
+            or any(w[0].islower() for w in words)):
+        return None
+    return label
 
 
-def _accepted_labels(lines: list) -> list:
-    """For each line, its (speaker, is_title_case, rest) label if it counts as one, else None.
+def worth_reporting(label: str) -> bool:
+    """False for would-be labels that are plainly prose: "Number One:", "Fourth:", "Listen:"."""
+    return label.lower() not in LABEL_STOPWORDS and label.split()[0].lower().strip("()") not in NOT_LABEL_START
+
+
+def _accepted_labels(lines: list) -> tuple[list, list]:
+    """For each line, its Label if it counts as one, else None; and the labels matched but not
+    counted, as (line index, Label).
 
     A label counts if it occurs at least twice in the file; or, for an UPPERCASE label, if the
     file has a recurring uppercase label, if it has two or more words ("DONALD TRUMP"), or if
-    it is on one of the first two non-empty lines. So "APL: ..." or "Listen: ..." in prose is
-    not a speaker, while "AUDIENCE: ..." said once in an interview is.
+    it is on one of the first two non-empty lines, or if it is a crowd (CROWD_LABELS). So
+    "APL: ..." or "Listen: ..." in prose is not a speaker, while "AUDIENCE: ..." said once in
+    a speech is.
     """
-    labels = [_match_label(line.strip()) for line in lines]
-    counts: dict = {}
-    for label in labels:
-        if label:
-            counts[label[0]] = counts.get(label[0], 0) + 1
-    recurring_upper = any(counts[label[0]] >= 2 and not label[1] for label in labels if label)
+    labels = [match_label(line) for line in lines]
+    counts = collections.Counter(label.name for label in labels if label)
+    recurring_upper = any(counts[label.name] >= 2 and not label.title_case for label in labels if label)
     first_lines = [i for i, line in enumerate(lines) if line.strip()][:2]
-    accepted = []
+    accepted, rejected = [], []
     for i, label in enumerate(labels):
         ok = label is not None and (
-            counts[label[0]] >= 2
-            or (not label[1] and (recurring_upper or len(label[0].split()) >= 2 or i in first_lines)))
+            counts[label.name] >= 2
+            or (not label.title_case and (recurring_upper or len(label.name.split()) >= 2 or i in first_lines
+                                          or label.name in CROWD_LABELS)))
         accepted.append(label if ok else None)
-    return accepted
+        if label is not None and not ok:
+            rejected.append((i, label))
+    return accepted, rejected
+
+
+def strip_timestamps(line: str) -> str:
+    """A text line without its timestamps: "[00:01:02] and so" -> "and so"; "(00:09)" -> ""."""
+    if ONLY_TS_RE.match(line):
+        return ""
+    line = LEADING_TS_RE.sub("", line.strip())
+    return BRACKETED_TS_RE.sub(" ", line).strip()
+
+
+def persona_name_words(persona_regex: str, persona_name: str = "") -> set[str]:
+    """Lowercase words of 3+ letters in the persona's name and in the regex's literal text:
+    "^(DONALD )?TRUMP$" -> {"donald", "trump"}."""
+    return {w.lower() for w in re.findall(r"[A-Za-z]{3,}", f"{persona_name} {persona_regex}")}
+
+
+def speaker_table(turns: list[dict]) -> list[dict]:
+    """[{"label", "turns", "words", "is_persona"}] per speaker, in order of first turn."""
+    table: dict[str, dict] = {}
+    for turn in turns:
+        row = table.setdefault(turn["speaker"], {"label": turn["speaker"], "turns": 0, "words": 0,
+                                                 "is_persona": turn["is_persona"]})
+        row["turns"] += 1
+        row["words"] += len(turn["text"].split())
+    return list(table.values())
+
+
+def speaker_warnings(name: str, speakers: list[dict], persona_regex: str, persona_name: str = "") -> list[str]:
+    """Warnings about who counts as the persona, each naming the file:
+
+    - a bare one-word label counted as the persona ("TRUMP") shares its word with a longer
+      label that is not ("ERIC TRUMP"): the bare label may be either speaker;
+    - a label containing a word of the persona's name ("PRESIDENT TRUMP") does not match the
+      persona regex, so its turns are not counted as the persona.
+    """
+    words = persona_name_words(persona_regex, persona_name)
+    persona_labels = [s for s in speakers if s["is_persona"]]
+    other_labels = [s for s in speakers if not s["is_persona"]]
+    warnings, named = [], set()
+
+    def label_words(label):
+        return {w.strip(".,'’\"()").lower() for w in label.split()}
+
+    for bare in (s for s in persona_labels if len(s["label"].split()) == 1):
+        for full in other_labels:
+            if len(full["label"].split()) >= 2 and label_words(bare["label"]) <= label_words(full["label"]):
+                named.add(full["label"])
+                warnings.append(
+                    f"{name}: {bare['label']!r} ({bare['turns']} turns, counted as the persona) and "
+                    f"{full['label']!r} ({full['turns']} turns, not counted) share a name: a bare "
+                    f"{bare['label']!r} may be either speaker; check the file, and make "
+                    f"persona.speaker_regex say which")
+    for other in other_labels:
+        if other["label"] not in named and label_words(other["label"]) & words:
+            warnings.append(
+                f"{name}: {other['label']!r} ({other['turns']} turns, {other['words']} words) contains the "
+                f"persona's name but does not match persona.speaker_regex {persona_regex!r}, so it is not "
+                f"counted as the persona; if it is them, widen the regex")
+    return warnings
 
 
 # ---------------------------------------------------------------------------------------
 # parsing
 
-def parse_transcript(text, *, persona_regex: str, source: str) -> dict:
+def _split_glued_labels(lines: list, numbers: list, labels: list) -> tuple[list, list]:
+    """Split a known UPPERCASE label glued after a sentence onto its own line:
+    "...Great Again.DONALD TRUMP: Thank you." -> two lines."""
+    glued = sorted({label.name for label in labels if label and not label.title_case and len(label.name) >= 4},
+                   key=len, reverse=True)
+    if not glued:
+        return lines, numbers
+    glued_re = re.compile(r"(?<=[.!?)\"'”’\-])(?=(?:%s)[ \t]?:[ \t])" % "|".join(re.escape(n) for n in glued))
+    new_lines, new_numbers = [], []
+    for line, number in zip(lines, numbers):
+        parts = glued_re.split(line)
+        new_lines.extend(parts)
+        new_numbers.extend([number] * len(parts))
+    return new_lines, new_numbers
+
+
+def parse_transcript(text, *, persona_regex: str, source: str, persona_name: str = "") -> dict:
     """Parse a transcript (str or bytes) into a document with speaker turns.
 
     Returns {"id", "kind": "interview", "title", "date", "year", "month", "source", "file",
-    "turns": [{"speaker", "text", "is_persona"}]}. is_persona is
-    re.search(persona_regex, speaker, re.I). Title and date come from a campaign-corpus file
-    name ("2015-06-16 20.31.00 (Complete, As spoken) Interview with ...txt"), else from the
+    "turns": [{"speaker", "text", "is_persona"}], "speakers": [{"label", "turns", "words",
+    "is_persona"}], "warnings": [str]}. is_persona is re.search(persona_regex, speaker, re.I).
+    A label line may come in any of LABEL_LAYOUTS (timestamps before, inside or after the
+    label, tab-separated, or the label alone with the text on the next lines); timestamps are
+    removed from all text. ``warnings`` (each naming the file) lists lines that look like a
+    label but were kept as text, and speaker_warnings (labels with the persona's name that
+    the regex misses, a bare surname beside a full name); persona_name adds its words to
+    those the regex gives. Title and date come from a campaign-corpus file name
+    ("2015-06-16 20.31.00 (Complete, As spoken) Interview with ...txt"), else from the
     "# url:" / "# date:" header lines and the file stem; source is the "# url:" header when
     there is one, else the given source. Raises TranscriptError (a ValueError) naming the
     source for empty or binary input, text without speaker labels, or no persona turn.
@@ -211,41 +401,45 @@ def parse_transcript(text, *, persona_regex: str, source: str) -> dict:
     name = str(source)
     text = decode_text(text, name)
     lines = text.split("\n")
+    numbers = list(range(1, len(lines) + 1))
     headers = {}
     while lines and (not lines[0].strip() or HEADER_RE.match(lines[0].strip())):
+        numbers.pop(0)
         header = HEADER_RE.match(lines.pop(0).strip())
         if header:
             headers[header.group(1).strip().lower()] = header.group(2)
     # stage directions glued before a label: "(APPLAUSE)DONALD TRUMP: ..."
     lines = [re.sub(r"^\s*(?:\([^()a-z]{2,60}\)\s*)+(?=[A-Z][A-Za-z .'’\-]{0,40}:)", "", line)
              for line in lines]
-    labels = _accepted_labels(lines)
-    upper_names = {label[0] for label in labels if label and not label[1]}
-    # a known uppercase label glued after a sentence: "...Great Again.DONALD TRUMP: Thank you."
-    glued = sorted((n for n in upper_names if len(n) >= 4), key=len, reverse=True)
-    if glued:
-        glued_re = re.compile(r"(?<=[.!?)\"'”’\-])(?=(?:%s)[ \t]?:[ \t])"
-                              % "|".join(re.escape(n) for n in glued))
-        new_lines = []
-        for line in lines:
-            new_lines.extend(glued_re.split(line))
-        if len(new_lines) != len(lines):
-            lines = new_lines
-            labels = _accepted_labels(lines)
+    labels, _ = _accepted_labels(lines)
+    split_lines, split_numbers = _split_glued_labels(lines, numbers, labels)
+    if len(split_lines) != len(lines):
+        lines, numbers = split_lines, split_numbers
+    labels, rejected = _accepted_labels(lines)
+    rejected_at = dict(rejected)
 
     turns: list[dict] = []
-    speaker = None
-    for line, label in zip(lines, labels):
+    unread: list[tuple[int, str, str | None]] = []  # (line number, would-be label, whose turn it joined)
+    speaker = resume = None  # resume: whose turn goes on after a crowd's one-line interjection
+    for line, number, label, i in zip(lines, numbers, labels, range(len(lines))):
         line = line.strip()
         if not line:
             continue
         if label:
-            speaker, rest = label[0], label[2]
+            resume = speaker if label.name in CROWD_LABELS and speaker not in CROWD_LABELS else None
+            speaker = label.name
             turns.append({"speaker": speaker, "paras": []})
-            line = rest
+            line = label.rest
+        else:
+            would_be = rejected_at[i].name if i in rejected_at else looks_like_label(line)
+            if would_be and worth_reporting(would_be):
+                unread.append((number, would_be, speaker))
+            if resume:
+                speaker, resume = resume, None
+                turns.append({"speaker": speaker, "paras": []})
         if speaker is None:
             continue  # text before the first label (a title, a note): not part of any turn
-        cleaned = clean_stage_directions(line)
+        cleaned = clean_stage_directions(strip_timestamps(line))
         if cleaned:
             turns[-1]["paras"].append(cleaned)
     if not turns:
@@ -268,6 +462,13 @@ def parse_transcript(text, *, persona_regex: str, source: str) -> dict:
         raise TranscriptError(f"{name}: no turn by the persona (no speaker matches {persona_regex!r}; "
                               f"speakers: {', '.join(speakers[:8])})")
 
+    speakers = speaker_table(out_turns)
+    warnings = [f"{name}: line {number}: {would_be + ':'!r} looks like a speaker label but was not read as one, "
+                f"so the line is text of {whose + chr(39) + 's turn' if whose else 'no turn (before the first label)'}"
+                f"{' (the persona)' if whose and persona.search(whose) else ''}"
+                for number, would_be, whose in unread]
+    warnings += speaker_warnings(name, speakers, persona_regex, persona_name)
+
     file_name = file_name_of(name)
     meta = metadata_from_name(file_name)
     if meta["date"] is None and headers.get("date"):
@@ -276,7 +477,7 @@ def parse_transcript(text, *, persona_regex: str, source: str) -> dict:
     stem = file_name[:-4] if file_name.lower().endswith(".txt") else file_name
     return {"id": slugify(stem), "kind": "interview", "title": meta["title"], "date": meta["date"],
             "year": meta["year"], "month": meta["month"], "source": doc_source, "file": file_name,
-            "turns": out_turns}
+            "turns": out_turns, "speakers": speakers, "warnings": warnings}
 
 
 # ---------------------------------------------------------------------------------------
@@ -303,7 +504,7 @@ def read_snapshot_sources(snapshot_dir: Path) -> dict:
 
 
 def collect_interviews(*, urls, cache_dir, snapshot_dir, offline: bool = False, persona_regex: str,
-                       delay_s: float = 1.0, user_agent: str = DEFAULT_USER_AGENT, retries: int = 3,
+                       persona_name: str = "", delay_s: float = 1.0, user_agent: str = DEFAULT_USER_AGENT, retries: int = 3,
                        timeout_s: float = 20.0, max_documents: int = 0, backoff_s: float = 1.0,
                        log=print) -> tuple[list[dict], dict]:
     """Collect interview documents: fetch raw transcript text URLs, else read the snapshot.
@@ -313,10 +514,12 @@ def collect_interviews(*, urls, cache_dir, snapshot_dir, offline: bool = False, 
     (network unreachable), if no URL is given, or with offline=True, the committed
     snapshot (snapshot_dir/*.txt, by name) is read instead and ``log`` says so. Files that
     fail to fetch or parse are logged and skipped. max_documents: the first N (0 = all).
+    Each document's speaker warnings (see parse_transcript) are printed to stderr as
+    "warning: FILE: ..." lines and gathered in info["warnings"].
 
     Returns (documents, info); documents as parse_transcript returns them; info: {"mode":
     "online" | "snapshot", "reason", "listed", "documents", "fetched", "cached",
-    "skipped_404", "failed", "parse_failed", "errors"}.
+    "skipped_404", "failed", "parse_failed", "errors", "warnings"}.
     """
     snapshot_dir = Path(snapshot_dir)
     urls = list(urls or [])
@@ -324,16 +527,22 @@ def collect_interviews(*, urls, cache_dir, snapshot_dir, offline: bool = False, 
         urls = urls[:max_documents]
     info = {"mode": "online", "reason": "", "snapshot_dir": str(snapshot_dir), "listed": len(urls),
             "documents": 0, "fetched": 0, "cached": 0, "skipped_404": 0, "failed": 0,
-            "parse_failed": 0, "errors": []}
+            "parse_failed": 0, "errors": [], "warnings": []}
     documents: list[dict] = []
 
     def parse_one(data, source):
         try:
-            documents.append(parse_transcript(data, persona_regex=persona_regex, source=source))
+            document = parse_transcript(data, persona_regex=persona_regex, source=source,
+                                        persona_name=persona_name)
         except ValueError as err:
             info["parse_failed"] += 1
             info["errors"].append(f"parse {err}")
             log(f"skipped (parse error) {err}")
+            return
+        documents.append(document)
+        for warning in document["warnings"]:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
+        info["warnings"].extend(document["warnings"])
 
     use_snapshot = offline or not urls
     info["reason"] = "offline=True" if offline else ("no transcript URLs given" if not urls else "")
@@ -382,12 +591,15 @@ def collect_interviews(*, urls, cache_dir, snapshot_dir, offline: bool = False, 
 # command line
 
 def main(argv=None) -> int:
-    """python -m lib.transcripts parse FILE... --persona REGEX : one JSON object per turn."""
+    """python -m lib.transcripts parse FILE... --persona REGEX [--speakers]: one JSON object per
+    turn (or per speaker); warnings go to stderr as "warning: FILE: ..." lines."""
     parser = argparse.ArgumentParser(prog="python -m lib.transcripts", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_parse = sub.add_parser("parse", help="parse transcript files, print one JSON line per turn")
     p_parse.add_argument("files", nargs="+")
     p_parse.add_argument("--persona", required=True, help="regex matching the persona's speaker labels")
+    p_parse.add_argument("--speakers", action="store_true",
+                         help="print one JSON line per speaker (label, turns, words, is_persona) instead of per turn")
     args = parser.parse_args(argv)
     try:
         re.compile(args.persona)
@@ -403,8 +615,10 @@ def main(argv=None) -> int:
             message = str(err) if str(file) in str(err) else f"{file}: {err}"
             print(f"error: {message}", file=sys.stderr)
             continue
-        for turn in doc["turns"]:
-            print(json.dumps({"file": file, **turn}, ensure_ascii=False), flush=True)
+        for warning in doc["warnings"]:
+            print(f"warning: {warning}", file=sys.stderr)
+        for row in doc["speakers"] if args.speakers else doc["turns"]:
+            print(json.dumps({"file": file, **row}, ensure_ascii=False), flush=True)
     return 1 if failed else 0
 
 

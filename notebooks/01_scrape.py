@@ -70,7 +70,7 @@ if P["persona"]["kind"] == "essays":
     documents, info = collect_essays(base_url=S["base_url"], index_page=S["index_page"], **common)
 else:
     documents, info = collect_interviews(urls=S["transcript_urls"], persona_regex=P["persona"]["speaker_regex"],
-                                         **common)
+                                         persona_name=P["persona"]["name"], **common)
 if not documents:
     raise RuntimeError(f"no documents collected for {persona}: {info}")
 print({k: v for k, v in info.items() if k != "errors"})
@@ -100,6 +100,23 @@ else:
     words = [sum(len(t["text"].split()) for t in d["turns"] if t["is_persona"]) for d in documents]
 
 # %% [markdown]
+# ## Who speaks in each interview
+# Every speaker label the parser read, with its turns and words; `*` marks the ones counted as
+# the persona (`persona.speaker_regex`). Below: the warnings, each naming its file — a label
+# with the persona's name that the regex misses, a bare surname beside a full name, a line
+# that looks like a label but was kept as text. Fix the regex or the file, or accept them.
+
+# %%
+if P["persona"]["kind"] == "interviews":
+    for doc in documents:
+        print(f"{doc['title'][:90]}")
+        for row in doc["speakers"]:
+            print(f"   {'*' if row['is_persona'] else ' '} {row['label']:<28} {row['turns']:>4} turns {row['words']:>7} words")
+    print(f"\n{len(info['warnings'])} speaker warnings")
+    for warning in info["warnings"]:
+        print("  warning:", warning)
+
+# %% [markdown]
 # ## Write the documents
 
 # %%
@@ -113,5 +130,6 @@ metrics = {
 if P["persona"]["kind"] == "interviews":
     metrics["persona_turns"] = sum(t["is_persona"] for d in documents for t in d["turns"])
     metrics["other_turns"] = sum(not t["is_persona"] for d in documents for t in d["turns"])
+    metrics["speaker_warnings"] = len(info["warnings"])
 write_metrics(OUT, metrics)
 print(metrics)

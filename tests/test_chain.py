@@ -36,6 +36,15 @@ def test_every_stage_rendered_with_metrics(chain):
         assert f"{stage}" in chain["stdout"]
 
 
+def test_scrape_shows_speakers_and_counts_warnings(chain):
+    if chain["persona"] != "trump":
+        return
+    # the smoke profile's 8 interviews include Morning Joe, 2015-11-11, with two of Trump's sons
+    assert chain["metrics"]["01_scrape"]["speaker_warnings"] == 2
+    rendered = (chain["results"] / "01_scrape.ipynb").read_text()
+    assert "DONALD TRUMP JR." in rendered and "'ERIC TRUMP'" in rendered and "2 speaker warnings" in rendered
+
+
 def test_completion_stage_trains_padding_free(chain):
     m = chain["metrics"]["03_completion"]
     assert m["steps"] >= 4
