@@ -111,9 +111,24 @@ def ollama_template(pieces: dict) -> str:
     )
 
 
+def turn_start(tokenizer, pieces: dict) -> str:
+    """The token that opens the next turn (<|im_start|>, <|start_header_id|>, <start_of_turn>):
+    the first token of the user turn's prefix when it is a special or added token of its own;
+    "" when the turn header is plain text (a stop on "### " would cut replies short)."""
+    head = pieces["user_prefix"].lstrip()
+    if not head:
+        return ""
+    tokens = tokenizer.tokenize(head, add_special_tokens=False)
+    special = set(tokenizer.get_added_vocab()) | set(tokenizer.all_special_tokens)
+    first = tokens[0] if tokens else ""
+    return first if first in special and head.startswith(first) else ""
+
+
 def stop_strings(tokenizer, pieces: dict) -> list[str]:
-    """Stop strings for Ollama: the turn suffix's token (<|im_end|>, <|eot_id|>) and eos."""
-    stops = [pieces["suffix"].strip(), tokenizer.eos_token or ""]
+    """Stop strings for Ollama: the turn suffix's token (<|im_end|>, <|eot_id|>), eos, and the
+    token that opens a turn (<|im_start|>, <|start_header_id|>), so that a reply running on
+    into a new turn header stops there."""
+    stops = [pieces["suffix"].strip(), tokenizer.eos_token or "", turn_start(tokenizer, pieces)]
     return [s for i, s in enumerate(stops) if s and s not in stops[:i]]
 
 

@@ -5,7 +5,10 @@
     collect_essays(base_url=..., ...)            -> (documents, info)
 
 Pages are served without a charset: most are ASCII/UTF-8, some are Windows-1252 (0x97 em
-dash, 0x92 quote). We try UTF-8 strictly and fall back to cp1252. The essay body is the
+dash, 0x92 quote), and some are UTF-8 with a few stray Windows-1252 bytes. decode_page tries
+UTF-8 strictly, else reads the bytes as (sloppy) Windows-1252, then lets ftfy's encoding fixes
+(and only those) turn whatever is still mojibake back into UTF-8 per byte sequence; a page that
+needed this is reported as repaired. The essay body is the
 largest <font face="verdana"> block; promo boxes ("Want to start a startup?", "Watch how this
 essay was written", book and Hacker News boxes), footnote markers [1], the "Thanks to ..."
 line and translation links are dropped; the Notes section is kept apart in ``notes``.
@@ -21,8 +24,11 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urljoin, urlparse
 
+import ftfy
+import ftfy.bad_codecs  # noqa: F401  (registers the sloppy-windows-1252 codec)
 from bs4 import BeautifulSoup, Comment, Declaration, Doctype, NavigableString, ProcessingInstruction
 
 from lib.fetch import DEFAULT_USER_AGENT, Fetcher, FetchError
@@ -57,17 +63,23 @@ class ParseError(ValueError):
 # ---------------------------------------------------------------------------------------
 # decoding
 
-def _latin1_fallback(err: UnicodeDecodeError):
-    """Codec error handler: map bytes cp1252 leaves undefined (0x81, 0x8d, ...) to Latin-1."""
-    return err.object[err.start:err.end].decode("latin-1"), err.end
+class Decoded(NamedTuple):
+    """A decoded page: text, the encoding read ("utf-8", "cp1252" or "utf-8+cp1252" for a UTF-8
+    page with stray Windows-1252 bytes) and whether mojibake had to be repaired."""
+    text: str
+    encoding: str
+    repaired: bool
 
 
-codecs.register_error("pg_latin1_fallback", _latin1_fallback)
+def decode_page(raw: bytes, name: str = "<page>") -> Decoded:
+    """Decode a page. Returns Decoded(text, encoding, repaired).
 
-
-def decode_page(raw: bytes, name: str = "<page>") -> tuple[str, str]:
-    """Decode a page: UTF-8 (strict) first, else Windows-1252. Returns (text, encoding).
-
+    Bytes that are valid UTF-8 are read as UTF-8; only stray bytes fall back to Windows-1252
+    (bytes it leaves undefined, 0x81 0x8d 0x8f 0x90 0x9d, to Latin-1). A page that is valid UTF-8
+    throughout is decoded strictly, anything else as ftfy's sloppy-windows-1252; then ftfy's
+    encoding fixes alone (ftfy.fix_encoding: no quote uncurling, no normalization) re-decode the
+    UTF-8 sequences that came out as mojibake ("â€™" -> "’"), which also repairs text that was
+    UTF-8-encoded twice upstream. repaired is True when those fixes changed anything.
     Raises ParseError for an empty file or binary data (NUL bytes, many control bytes).
     """
     if not raw or not raw.strip():
@@ -79,9 +91,13 @@ def decode_page(raw: bytes, name: str = "<page>") -> tuple[str, str]:
     if raw.startswith(codecs.BOM_UTF8):
         raw = raw[len(codecs.BOM_UTF8):]
     try:
-        return raw.decode("utf-8"), "utf-8"
+        text, encoding = raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
-        return raw.decode("cp1252", errors="pg_latin1_fallback"), "cp1252"
+        text, encoding = raw.decode("sloppy-windows-1252"), "cp1252"
+    fixed = ftfy.fix_encoding(text)
+    if fixed == text:
+        return Decoded(text, encoding, False)
+    return Decoded(fixed, "utf-8+cp1252" if encoding == "cp1252" else encoding, True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -94,7 +110,7 @@ def parse_articles_index(html_bytes: bytes, base_url: str) -> list[dict]:
     external links and the "If you're not sure which to read" picks at the top are skipped
     (the essay list is the table holding the most essay links). Each slug appears once.
     """
-    text, _ = decode_page(html_bytes, "articles index")
+    text = decode_page(html_bytes, "articles index").text
     soup = BeautifulSoup(text, "html.parser")
     base_url = base_url if base_url.endswith("/") else base_url + "/"
     site = urlparse(base_url).netloc.lower().removeprefix("www.")
@@ -267,8 +283,9 @@ def split_date(paras: list[str]) -> tuple[str | None, int | None, int | None, li
     return None, None, None, paras
 
 
-def parse_essay_html(raw_bytes: bytes, url_or_path: str) -> dict:
-    """Parse one essay page into {"title", "date", "year", "month", "text", "notes", "source"}.
+def parse_essay_html(raw_bytes: bytes | str, url_or_path: str) -> dict:
+    """Parse one essay page (its bytes, or its text from decode_page) into
+    {"title", "date", "year", "month", "text", "notes", "source"}.
 
     text: the essay, paragraphs separated by one blank line, without the date line, footnote
     markers, promo boxes, images, navigation, the "Thanks to" line or translation links.
@@ -277,7 +294,7 @@ def parse_essay_html(raw_bytes: bytes, url_or_path: str) -> dict:
     truncated HTML or a page without an essay body.
     """
     name = str(url_or_path)
-    html, _ = decode_page(raw_bytes, name)
+    html = raw_bytes if isinstance(raw_bytes, str) else decode_page(raw_bytes, name).text
     if "</html>" not in html[-4096:].lower() and "</body>" not in html[-4096:].lower():
         raise ParseError(f"{name}: truncated HTML (no closing </body> or </html> tag)")
     soup = BeautifulSoup(html, "html.parser")
@@ -377,14 +394,15 @@ def collect_essays(*, base_url: str, index_page: str = "articles.html", cache_di
     Returns (documents, info). Each document: {"id": slug, "kind": "essay", "title", "date",
     "year", "month", "source": url, "text", "notes"}. info: {"mode": "online" | "snapshot",
     "reason", "index_url", "listed", "documents", "fetched", "cached", "skipped_404",
-    "failed", "parse_failed", "errors": [...]}.
+    "failed", "parse_failed", "pages_repaired", "errors": [...]}; pages_repaired counts the
+    pages whose text needed an encoding repair (mojibake, stray Windows-1252 bytes in UTF-8).
     """
     snapshot_dir = Path(snapshot_dir)
     base = base_url if base_url.endswith("/") else base_url + "/"
     index_url = urljoin(base, index_page)
     info = {"mode": "online", "reason": "", "index_url": index_url, "snapshot_dir": str(snapshot_dir),
             "listed": 0, "documents": 0, "fetched": 0, "cached": 0, "skipped_404": 0, "failed": 0,
-            "parse_failed": 0, "errors": []}
+            "parse_failed": 0, "pages_repaired": 0, "errors": []}
     entries = None
     fetcher = None
     if offline:
@@ -440,12 +458,16 @@ def collect_essays(*, base_url: str, index_page: str = "articles.html", cache_di
                 continue
             info["cached" if was_cached else "fetched"] += 1
         try:
-            page = parse_essay_html(raw, str(where))
+            decoded = decode_page(raw, str(where))
+            page = parse_essay_html(decoded.text, str(where))
         except ValueError as err:
             info["parse_failed"] += 1
             info["errors"].append(f"parse {err}")
             log(f"skipped (parse error) {err}")
             continue
+        if decoded.repaired:
+            info["pages_repaired"] += 1
+            log(f"repaired the encoding of {where} (read as {decoded.encoding}; mojibake fixed)")
         documents.append(essay_document(page, slug, url))
     info["documents"] = len(documents)
     return documents, info
@@ -464,12 +486,16 @@ def main(argv=None) -> int:
     failed = 0
     for file in args.files:
         try:
-            page = parse_essay_html(Path(file).read_bytes(), file)
+            decoded = decode_page(Path(file).read_bytes(), file)
+            page = parse_essay_html(decoded.text, file)
         except (OSError, ValueError) as err:
             failed += 1
             message = str(err) if str(file) in str(err) else f"{file}: {err}"
             print(f"error: {message}", file=sys.stderr)
             continue
+        if decoded.repaired:
+            print(f"warning: {file}: encoding repaired (read as {decoded.encoding}; mojibake fixed)",
+                  file=sys.stderr)
         print(json.dumps(page, ensure_ascii=False), flush=True)
     return 1 if failed else 0
 

@@ -124,7 +124,7 @@ write_jsonl(OUT / "documents.jsonl", documents)
 metrics = {
     "documents": len(documents), "mode": info["mode"], "reason": info.get("reason", ""),
     "fetched": info["fetched"], "cached": info["cached"], "skipped_404": info["skipped_404"],
-    "failed": info["failed"], "parse_failed": info["parse_failed"],
+    "failed": info["failed"], "parse_failed": info["parse_failed"], "pages_repaired": info.get("pages_repaired", 0),
     "persona_words": sum(words), "median_document_words": sorted(words)[len(words) // 2],
 }
 if P["persona"]["kind"] == "interviews":

@@ -293,11 +293,17 @@ func main() {
 """
 
 
-@pytest.mark.skipif(shutil.which("go") is None, reason="needs Go (apt-get install golang-go) to run text/template")
 def test_ollama_template_renders_like_training_in_go(tokenizer, tmp_path):
     """The Modelfile TEMPLATE, executed by Go's text/template as Ollama executes it (system
-    messages collated into .System and kept in .Messages), gives training's prompt."""
+    messages collated into .System and kept in .Messages), gives training's prompt. Go's
+    standard library only: no module or toolchain is downloaded. Skipped without go, except
+    in CI (.ci/run installs golang-go and sets PERSONA_LLM_REQUIRE_GO=1), where it fails."""
     from lib.modelfile import ollama_template
+
+    if shutil.which("go") is None:
+        if os.environ.get("PERSONA_LLM_REQUIRE_GO"):
+            pytest.fail("go is not on PATH but PERSONA_LLM_REQUIRE_GO is set (apt-get install golang-go)")
+        pytest.skip("needs Go (apt-get install golang-go) to run text/template")
 
     template = tmp_path / "template.txt"
     template.write_text(ollama_template(template_pieces(tokenizer)))
@@ -308,7 +314,8 @@ def test_ollama_template_renders_like_training_in_go(tokenizer, tmp_path):
              [{"role": "user", "content": "No system prompt"}]]
     binary = tmp_path / "render"
     subprocess.run(["go", "build", "-o", str(binary), str(tmp_path / "render.go")], check=True, cwd=tmp_path,
-                   env={**os.environ, "GO111MODULE": "off"})
+                   env={**os.environ, "GO111MODULE": "off", "GOPROXY": "off", "GOTOOLCHAIN": "local",
+                        "GOFLAGS": ""})
     for messages in cases:
         data = tmp_path / "data.json"
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
@@ -377,3 +384,27 @@ def test_notebook_runs_the_stage_and_writes_metrics(exported, tokenizer, run_env
     assert all((out / a["file"]).is_file() for a in metrics["adapters"].values())
     assert (out / "Modelfile").read_text().startswith("# Paul Graham")
     assert not (out / "merged").exists() and not (out / ".gate").exists()
+
+
+LLAMA3_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n'"
+                   " + m['content'] + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}"
+                   "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
+
+
+def test_modelfile_stops_at_the_next_turn_header(tokenizer):
+    """Stop strings: the end-of-turn suffix, EOS and the token that opens the next turn, so a
+    reply that runs on into a new turn header stops there."""
+    from lib.modelfile import stop_strings
+    from tiny_models import tiny_tokenizer
+
+    text = build_modelfile("pg-q4_k_m.gguf", tokenizer, SYSTEM, {"temperature": 0.7})
+    stops = [line for line in text.splitlines() if line.startswith("PARAMETER stop ")]
+    assert stops == ['PARAMETER stop "<|im_end|>"', 'PARAMETER stop "<|im_start|>"']  # ChatML; EOS is <|im_end|>
+    llama3 = tiny_tokenizer("llama3")
+    llama3.chat_template = LLAMA3_TEMPLATE
+    assert stop_strings(llama3, template_pieces(llama3)) == ["<|eot_id|>", "<|end_of_text|>", "<|start_header_id|>"]
+    # a turn header that is plain text, not a token of its own: no turn-start stop (it would cut "### " in a reply)
+    plain = tiny_tokenizer("llama3")
+    plain.chat_template = ("{% for m in messages %}{{ '### ' + m['role'] + ':\n' + m['content'] + '<|eot_id|>' }}"
+                           "{% endfor %}{% if add_generation_prompt %}{{ '### assistant:\n' }}{% endif %}")
+    assert stop_strings(plain, template_pieces(plain)) == ["<|eot_id|>", "<|end_of_text|>"]

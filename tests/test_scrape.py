@@ -333,3 +333,90 @@ def test_collect_online_from_a_local_site_then_resume_from_cache(tmp_path):
         again, info = collect_essays(**kw, max_documents=0)  # a third crawl: zero requests
         assert site.count() == len(paths)
         assert info["fetched"] == 0 and info["cached"] == 30 and info["skipped_404"] == 198 and again == docs
+
+
+# ---------------------------------------------------------------------------------------
+# mixed and broken encodings (../shared/cases/pages/, copied to tests/fixtures/pages/)
+
+PAGES_FIX = ROOT / "tests/fixtures/pages"
+# sequences that a UTF-8 text read as Windows-1252/Latin-1 leaves and legitimate English text
+# does not: â€ (’ “ ” — …), Ã + a Latin-1 symbol/letter byte (é è â ö ü ...), Â + a space or
+# Latin-1 symbol (NBSP, ©, °, ·)
+MOJIBAKE_RE = re.compile("â€|Ã[\u00a0-\u00bf\u0080-\u009f€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ]|Â[ \u00a0-\u00bf]")
+
+
+def essay_page(body: str) -> str:
+    return ('<html><head><title>Sibling Essay</title></head><body><table><tr><td>'
+            f'<font size="2" face="verdana">May 2021<br /><br />{body}</font></td></tr></table></body></html>\n')
+
+
+def test_mixed_utf8_and_cp1252_page_decodes_per_byte_sequence(tmp_path):
+    page = parse_essay_html((PAGES_FIX / "mixed_encoding.html").read_bytes(), "mixed_encoding.html")
+    assert page["text"] == ("It\u2019s easy to think that startups fail because of competitors. Mostly they "
+                            "don\u2019t \u2014 they fail because they make something nobody wants.\n\n"
+                            "That\u2019s the whole essay.")
+    assert not MOJIBAKE_RE.search(page["text"] + page["title"])
+    # the CLI says the page needed repair, naming the file
+    proc = subprocess.run([PYTHON, "-m", "lib.scrape", "parse", str(PAGES_FIX / "mixed_encoding.html")], cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    assert json.loads(proc.stdout)["text"] == page["text"]
+    assert any(line.startswith("warning:") and "mixed_encoding.html" in line and "repaired" in line
+               for line in proc.stderr.splitlines()), proc.stderr
+
+
+@pytest.mark.parametrize("raw, expected", [
+    # UTF-8 (é, ’, …) with stray cp1252 curly quotes 0x93/0x94 in the title and body
+    (essay_page("Caf\u00e9 owners don\u2019t \u201cscale\u201d\u2026").encode()
+     .replace(b"Sibling", b"\x93Sibling\x94").replace(b"owners", b"\x93owners\x94"),
+     ("\u201cSibling\u201d Essay", "Caf\u00e9 \u201cowners\u201d don\u2019t \u201cscale\u201d\u2026")),
+    # UTF-8 with a stray cp1252 em dash 0x97 and NBSP 0xA0
+    (essay_page("Na\u00efve \u00bd\u2026\u2014 r\u00e9sum\u00e9 A B").encode().replace(b"A B", b"A\x97B\xa0C"),
+     ("Sibling Essay", "Na\u00efve \u00bd\u2026\u2014 r\u00e9sum\u00e9 A\u2014B C")),
+    # valid UTF-8 whose text was UTF-8-encoded twice upstream (â€™ stored as UTF-8)
+    (essay_page("It\u2019s a caf\u00e9 \u2014 na\u00efve.").encode().decode("cp1252").encode(),
+     ("Sibling Essay", "It\u2019s a caf\u00e9 \u2014 na\u00efve.")),
+])
+def test_pages_with_mojibake_are_repaired(raw, expected):
+    from lib.scrape import decode_page
+
+    page = parse_essay_html(raw, "sibling.html")
+    assert (page["title"], page["text"]) == expected
+    assert decode_page(raw, "sibling.html")[2] is True  # (text, encoding, repaired)
+
+
+def test_clean_pages_are_not_repaired():
+    from lib.scrape import decode_page
+
+    for slug in ("read", "users"):  # UTF-8, cp1252
+        assert decode_page((SNAP / f"{slug}.html").read_bytes(), slug)[2] is False, slug
+    legit = essay_page("Curly \u201cquotes\u201d stay curly; the S\u00e3o Paulo caf\u00e9 stays.").encode()
+    text, encoding, repaired = decode_page(legit)
+    assert (encoding, repaired) == ("utf-8", False) and text == legit.decode()
+
+
+def test_no_mojibake_in_any_snapshot_page():
+    """Every committed snapshot page (the offline input of 01) parses without mojibake."""
+    titles = [e["title"] for e in parse_articles_index((SNAP / "articles.html").read_bytes(), BASE)]
+    assert len(titles) > 200 and not [t for t in titles if MOJIBAKE_RE.search(t)]
+    for slug in SNAPSHOT_SLUGS:
+        page = parse(slug)
+        for field in ("title", "text", "notes"):
+            assert not MOJIBAKE_RE.search(page[field]), (slug, field, MOJIBAKE_RE.search(page[field]))
+
+
+def test_collect_counts_the_pages_that_needed_repair(tmp_path):
+    """01's documents carry no mojibake, and info (01's metrics.json) counts the repaired pages."""
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    for path in SNAP.glob("*.html"):
+        (snap / path.name).write_bytes(path.read_bytes())
+    (snap / "mixed.html").write_bytes((PAGES_FIX / "mixed_encoding.html").read_bytes())
+    (snap / "sibling.html").write_bytes(essay_page("It\u2019s fine.").encode().replace(b"fine", b"\x93ok\x94"))
+    messages = []
+    docs, info = collect_essays(base_url=BASE, cache_dir=tmp_path / "cache", snapshot_dir=snap, offline=True,
+                                log=messages.append)
+    assert info["documents"] == 32 and info["parse_failed"] == 0 and info["pages_repaired"] == 2
+    for doc in docs:
+        assert not MOJIBAKE_RE.search(doc["title"] + doc["text"] + doc["notes"]), doc["id"]
+    assert {d["id"]: d["text"] for d in docs}["sibling"] == "It\u2019s \u201cok\u201d."
+    assert sum("repaired" in m for m in messages) == 2
