@@ -2,7 +2,8 @@
 #   make pg-chat        the whole chain (01 scrape ... 07 evaluate) for Paul Graham
 #   make test           the test suite (sets everything up on first use)
 # Variables: PROFILE=auto|cpu|t4|gpu|smoke  FORCE=1 (rerun unchanged stages)
-#            SET="section.key=value ..." (params overrides)  OFFLINE=1 (use the committed snapshot)
+#            SET="section.key=value ..." (params overrides; quote a value with spaces:
+#            SET="persona.system_prompt='You are PG' train_chat.learning_rate=1e-4")  OFFLINE=1 (use the committed snapshot)
 
 SHELL := /bin/bash
 # idle OpenMP threads sleep instead of spinning (spinning threads on 2 shared cores slowed
@@ -11,8 +12,13 @@ export OMP_WAIT_POLICY ?= PASSIVE
 PY := .venv/bin/python
 PROFILE ?= auto
 SET ?=
-RUN = $(PY) -m lib.runner --profile $(PROFILE) $(foreach s,$(SET),--set $(s))
-HUB = $(PY) -m lib.hub --profile $(PROFILE) $(foreach s,$(SET),--set $(s))
+export SET
+# SET is split by shell rules (lib.params.split_overrides) into one --set argument per
+# override, shell-quoted by `lib.params --set-args`, for eval to pass on (an unbalanced
+# quote stops the recipe there)
+WITH_SET = sets=$$($(PY) -m lib.params --set-args "$$SET") && eval
+RUN = $(WITH_SET) $(PY) -m lib.runner --profile $(PROFILE) "$$sets"
+HUB = $(WITH_SET) $(PY) -m lib.hub --profile $(PROFILE) "$$sets"
 PERSONAS := pg trump
 STAGES := scrape split completion qa chat-train quantize evaluate
 
@@ -21,6 +27,8 @@ STAGES := scrape split completion qa chat-train quantize evaluate
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 22
 	@echo "<persona>-<stage>     one stage, e.g. pg-scrape, trump-quantize; stages: $(STAGES)"
+	@echo "variables: PROFILE=auto|cpu|t4|gpu|smoke FORCE=1 OFFLINE=1 SET=\"section.key=value ...\" (params overrides;"
+	@echo "           quote a value with spaces: SET=\"persona.system_prompt='You are PG' train_chat.learning_rate=1e-4\")"
 
 # A CPU machine gets torch 2.13.0 first (a plain `torch` would pull a multi-GB CUDA build);
 # a machine whose python already has torch (Colab, Kaggle, a GPU box) keeps it.
@@ -69,6 +77,17 @@ $(1)-$(2): setup
 	$$(RUN) $(1) $$(STAGE_$(2))
 endef
 $(foreach p,$(PERSONAS),$(foreach s,$(STAGES),$(eval $(call stage_target,$(p),$(s)))))
+
+# talk to a finished run: the GGUF 06's Modelfile names, its chat template and system prompt
+# (lib/talk.py); RUNS_DIR moves runs/ as for the stages
+PERSONA ?=
+PORT ?= 8080
+.PHONY: talk serve
+talk: setup ## chat in the terminal with a finished persona: make talk PERSONA=pg (/reset, /exit)
+	@$(PY) -m lib.talk "$(PERSONA)"
+
+serve: setup ## an OpenAI-compatible server for it on 127.0.0.1: make serve PERSONA=pg PORT=8080
+	@$(PY) -m lib.talk "$(PERSONA)" --serve --port $(PORT)
 
 # two pytest sessions: tests/unsloth imports unsloth, which patches transformers, trl and
 # peft for the whole process (tests/unsloth/conftest.py)

@@ -10,8 +10,16 @@ OpenAI, Groq, vLLM, Ollama and llama.cpp servers all accept the same POST
 answer is appended to a JSONL cache and flushed to disk the moment it arrives. A rerun
 after a crash, a SIGKILL or Ctrl-C reads the cache first and repeats no finished request;
 a request that was in flight is simply sent again. Errors that may pass (429, 5xx,
-timeouts, dropped connections, malformed JSON) are retried with exponential backoff;
-others (400, 401, ...) are not. A tqdm bar shows done/total, retries and failures.
+timeouts, dropped connections, malformed JSON) are retried with exponential backoff
+(backoff_seconds); a Retry-After header is honoured in both its forms (delay-seconds or an
+HTTP-date, RFC 9110; lib.fetch.retry_after_seconds), and when it asks for a wait longer
+than max_wait_s the request fails at once with an error that says so (no early retry).
+Not retried, because sending the same request again gives the same: other 4xx (400, 401,
+...), a 429 that says the quota is used up (insufficient_quota), and a reply with no
+content whose finish_reason is "length" (a reasoning model spent max_tokens thinking; the
+error says to raise qa.max_new_tokens or turn reasoning off). A message's
+reasoning_content is never taken as its content. A tqdm bar shows done/total, retries and
+failures.
 
     python -m lib.llm_client --base-url URL --model M --requests r.jsonl --cache c.jsonl --out o.jsonl
 """
@@ -32,7 +40,10 @@ from pathlib import Path
 import requests
 from tqdm import tqdm
 
+from lib.fetch import retry_after_seconds
+
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
+MAX_WAIT_S = 60.0  # the longest wait between two tries (seconds); a longer Retry-After fails the request
 
 
 @dataclass
@@ -45,7 +56,8 @@ class Endpoint:
 
 
 class RetryableError(RuntimeError):
-    """The request may succeed if sent again (429, 5xx, timeout, bad JSON, dropped connection)."""
+    """The request may succeed if sent again (429, 5xx, timeout, bad JSON, dropped connection).
+    retry_after_s: the wait the server asked for (Retry-After), in seconds, or None."""
 
     def __init__(self, message: str, retry_after_s: float | None = None):
         super().__init__(message)
@@ -150,17 +162,23 @@ def http_session() -> requests.Session:
     return _session.value
 
 
-def retry_after_seconds(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
+def quota_exhausted(response: requests.Response) -> str | None:
+    """The error message when a 429's body says the account's quota is used up (OpenAI:
+    {"error": {"code" or "type": "insufficient_quota", "message": ...}}), else None."""
     try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
         return None
+    if isinstance(error, dict) and "insufficient_quota" in (error.get("code"), error.get("type")):
+        return str(error.get("message") or "insufficient_quota")
+    return None
 
 
 def post_chat_completion(endpoint: Endpoint, request: dict) -> tuple[str, str | None, dict | None]:
-    """Send one request; return (content, finish_reason, usage). Raises RetryableError or
-    RequestFailed with the status and the start of the body."""
+    """Send one request; return (content, finish_reason, usage). Raises RetryableError (with
+    the Retry-After wait in seconds, if the server gave one) or RequestFailed, with the
+    status and the start of the body. Only the message's "content" is read, never its
+    "reasoning_content"."""
     headers = {"Content-Type": "application/json"}
     if endpoint.api_key:
         headers["Authorization"] = f"Bearer {endpoint.api_key}"
@@ -171,24 +189,44 @@ def post_chat_completion(endpoint: Endpoint, request: dict) -> tuple[str, str | 
         raise RetryableError(f"timeout after {endpoint.timeout_s:g} s") from None
     except requests.RequestException as err:  # refused, reset, dropped mid-reply
         raise RetryableError(f"connection error: {type(err).__name__}") from None
+    if response.status_code == 429 and (quota := quota_exhausted(response)) is not None:
+        raise RequestFailed(f"{url}: HTTP 429 insufficient_quota: the account's quota is used up "
+                            f"({quota[:200]!r}); not retried: add credit or raise the limit with the "
+                            f"provider, or use another endpoint (qa.base_url)")
     if response.status_code in RETRYABLE_STATUS:
-        raise RetryableError(f"HTTP {response.status_code}: {response.text[:200]!r}",
-                             retry_after_seconds(response))
+        header = response.headers.get("Retry-After")
+        said = f" (Retry-After: {header.strip()})" if header else ""
+        raise RetryableError(f"HTTP {response.status_code}{said}: {response.text[:200]!r}",
+                             retry_after_seconds(header))
     if response.status_code != 200:
         raise RequestFailed(f"{url}: HTTP {response.status_code}: {response.text[:300]!r}")
     try:
         body = response.json()
         choice = body["choices"][0]
-        content = choice["message"]["content"]
-        if not isinstance(content, str):
-            raise TypeError("content is not a string")
-    except (ValueError, KeyError, IndexError, TypeError) as err:
+        message = choice["message"]
+        content = message.get("content")
+        finish_reason = choice.get("finish_reason")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
         raise RetryableError(f"malformed reply ({type(err).__name__}): {response.text[:200]!r}") from None
-    return content, choice.get("finish_reason"), body.get("usage")
+    if finish_reason == "length" and (content is None or (isinstance(content, str) and not content.strip())):
+        reasoned = " (the model was reasoning: the reply has only reasoning_content)" \
+            if message.get("reasoning_content") else ""
+        raise RequestFailed(
+            f"{url}: the reply has no content: all max_tokens={request.get('max_tokens')} tokens were used up "
+            f"before any answer (finish_reason \"length\"){reasoned}. Not retried: the same request gives the "
+            f"same. Raise qa.max_new_tokens (the token limit of 04's questions), or turn reasoning off on the "
+            f"server or model (e.g. llama-server --reasoning-budget 0, or a model that does not reason)")
+    if not isinstance(content, str):
+        raise RetryableError(f"malformed reply (content is {type(content).__name__}, finish_reason "
+                             f"{finish_reason!r}): {response.text[:200]!r}")
+    return content, finish_reason, body.get("usage")
 
 
-def backoff_seconds(attempt: int, base_s: float, retry_after_s: float | None = None, cap_s: float = 60.0) -> float:
-    """Exponential backoff with jitter: base * 2**attempt * U(0.5, 1.5), at least Retry-After."""
+def backoff_seconds(attempt: int, base_s: float, retry_after_s: float | None = None,
+                    cap_s: float = MAX_WAIT_S) -> float:
+    """Seconds to wait before retry number attempt + 1: exponential backoff with jitter,
+    base_s * 2**attempt * U(0.5, 1.5), at least retry_after_s (Retry-After, seconds), at
+    most cap_s. complete_with_retries never retries when retry_after_s is over cap_s."""
     delay = base_s * (2 ** attempt) * random.uniform(0.5, 1.5)
     if retry_after_s is not None:
         delay = max(delay, retry_after_s)
@@ -196,24 +234,35 @@ def backoff_seconds(attempt: int, base_s: float, retry_after_s: float | None = N
 
 
 def complete_with_retries(endpoint: Endpoint, request: dict, retries: int, backoff_s: float,
-                          on_retry=None) -> tuple[str, str | None, dict | None]:
-    """post_chat_completion, retried up to `retries` times on RetryableError."""
+                          on_retry=None, max_wait_s: float = MAX_WAIT_S) -> tuple[str, str | None, dict | None]:
+    """post_chat_completion, retried up to `retries` times on RetryableError, waiting
+    backoff_seconds(attempt, backoff_s, Retry-After, max_wait_s) seconds between tries. A
+    Retry-After longer than max_wait_s seconds raises RequestFailed at once, saying so."""
     for attempt in range(retries + 1):
         try:
             return post_chat_completion(endpoint, request)
         except RetryableError as err:
+            if err.retry_after_s is not None and err.retry_after_s > max_wait_s:
+                raise RequestFailed(
+                    f"{endpoint.base_url}: the server asks to wait {err.retry_after_s:.0f} s before trying again "
+                    f"(Retry-After), longer than the {max_wait_s:g} s cap; not retried early, run again later "
+                    f"(answered requests are cached): {err}") from None
             if attempt == retries:
                 raise RequestFailed(f"{endpoint.base_url}: gave up after {retries + 1} tries: {err}") from None
             if on_retry:
                 on_retry(err)
-            time.sleep(backoff_seconds(attempt, backoff_s, err.retry_after_s))
+            time.sleep(backoff_seconds(attempt, backoff_s, err.retry_after_s, max_wait_s))
     raise AssertionError("unreachable")
 
 
 def complete_all(requests_: list[dict], endpoint: Endpoint, cache_path: Path, concurrency: int = 2,
-                 retries: int = 4, backoff_s: float = 1.0, desc: str = "requests") -> list[dict]:
+                 retries: int = 4, backoff_s: float = 1.0, desc: str = "requests",
+                 max_wait_s: float = MAX_WAIT_S) -> list[dict]:
     """Answer every request, in order, using and filling the on-disk cache.
 
+    retries: extra tries per request; backoff_s: the first wait between tries in seconds (it
+    doubles, with jitter; a server's Retry-After wins); max_wait_s: the longest wait in
+    seconds, a longer Retry-After fails the request at once (complete_with_retries).
     Returns one dict per request: {"key", "content", "finish_reason", "cached", "error"}
     where content is None and error says why when the request failed for good (it is not
     cached, so a rerun tries it again). Equal requests are sent once.
@@ -235,7 +284,7 @@ def complete_all(requests_: list[dict], endpoint: Endpoint, cache_path: Path, co
             bar.set_postfix(retries=counts["retries"], failed=counts["failed"], refresh=False)
 
     def work(key, request):
-        content, finish, usage = complete_with_retries(endpoint, request, retries, backoff_s, on_retry)
+        content, finish, usage = complete_with_retries(endpoint, request, retries, backoff_s, on_retry, max_wait_s)
         cache.add(key, request, content, finish, usage)
 
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency))

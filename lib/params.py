@@ -3,10 +3,15 @@
 Merge order: params/defaults.yaml < params/<persona>.yaml < params/profiles.yaml[<profile>]
 < overrides ("section.key=value" strings). Every key must exist in defaults.yaml and keep
 its type; a bad file, key or value raises ParamsError naming the file and the key, before
-any work is done.
+any work is done. An empty persona.system_prompt becomes "You are <persona.name>.".
+
+Overrides come as a list (one per item: the --set arguments) or as one string split by
+shell rules (make's SET, the notebooks' `overrides`), so a value with spaces is quoted:
+    SET="persona.system_prompt='You are PG' train_chat.learning_rate=1e-4"
 
     python -m lib.params pg --profile cpu            # print the resolved params
     python -m lib.params pg --set split.max_tokens=256
+    python -m lib.params --set-args "$SET"           # SET as shell-quoted --set arguments (Makefile)
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import copy
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -85,6 +91,19 @@ def check_type(key: str, value, default, source: str) -> None:
             f"{source}: {key} must be {type_name(default)}, got {type_name(value)} {value!r}")
 
 
+def as_float(value):
+    """An int, or a string Python reads as a float ("1e-4", which YAML 1.1 leaves a
+    string), as a float; anything else unchanged (check_type then names it)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
 def merge_layer(params: dict, layer: dict, defaults: dict, source: str) -> None:
     """Merge one layer (section -> key -> value) into params, checking keys and types."""
     for section, values in layer.items():
@@ -96,14 +115,17 @@ def merge_layer(params: dict, layer: dict, defaults: dict, source: str) -> None:
             if key not in defaults[section]:
                 raise ParamsError(f"{source}: unknown key '{section}.{key}'")
             default = defaults[section][key]
-            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
+            if isinstance(default, float):
+                value = as_float(value)
             check_type(f"{section}.{key}", value, default, source)
             params[section][key] = value
 
 
-def parse_override(text: str) -> dict:
-    """'section.key=value' -> {section: {key: value}}, the value read as YAML (so 5 is an int)."""
+def parse_override(text: str, defaults: dict | None = None) -> dict:
+    """'section.key=value' -> {section: {key: value}}, the value read as YAML (so 5 is an
+    int, [a, b] a list). For a key whose default (in defaults) is a string, a value YAML
+    does not read as a string is taken as written: "You are PG: an essayist" (a mapping
+    to YAML), "#1" (a comment), "123"."""
     if "=" not in text or "." not in text.split("=", 1)[0]:
         raise ParamsError(f"override '{text}': expected section.key=value")
     dotted, raw = text.split("=", 1)
@@ -112,16 +134,32 @@ def parse_override(text: str) -> dict:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    section_defaults = (defaults or {}).get(section)
+    if isinstance(section_defaults, dict) and isinstance(section_defaults.get(key), str) and not isinstance(value, str):
+        value = raw
     return {section: {key: value}}
 
 
 def split_overrides(overrides) -> list[str]:
-    """Overrides come as a list or as one whitespace-separated string (Make's SET=...)."""
+    """Overrides as a list of "section.key=value" strings. A list holds one per item, kept
+    as it is (spaces included: the --set arguments); one string (make's SET, a notebook's
+    `overrides`) is split by shell rules, so a value with spaces is quoted:
+    "persona.system_prompt='You are PG' train_chat.num_epochs=2". shlex.join(list) gives
+    the string that splits back into list."""
     if not overrides:
         return []
     if isinstance(overrides, str):
-        return overrides.split()
+        try:
+            return shlex.split(overrides)
+        except ValueError as err:
+            raise ParamsError(f"SET / overrides {overrides!r}: {err} (quote a value with spaces as a whole: "
+                              "persona.system_prompt='You are ...')") from None
     return list(overrides)
+
+
+def default_system_prompt(name: str) -> str:
+    """The system prompt of a persona whose persona.system_prompt is empty."""
+    return f"You are {name.strip()}."
 
 
 def detect_profile() -> str:
@@ -209,7 +247,9 @@ def check_values(params: dict, persona_file: Path) -> None:
 
 
 def load_params(persona: str, profile: str = "auto", overrides=None, params_dir: Path | None = None) -> dict:
-    """Resolve the params of a run: defaults < persona < profile < overrides, validated.
+    """Resolve the params of a run: defaults < persona < profile < overrides (a list, or
+    one string split by shell rules: split_overrides), validated; an empty
+    persona.system_prompt becomes default_system_prompt(persona.name).
 
     Returns {section: {key: value}} plus "run": {persona, profile}. Raises ParamsError with
     one message naming the file and key on any problem.
@@ -231,18 +271,35 @@ def load_params(persona: str, profile: str = "auto", overrides=None, params_dir:
     merge_layer(params, read_yaml(persona_file), defaults, str(persona_file))
     merge_layer(params, profiles[profile] or {}, defaults, f"{profiles_file} [{profile}]")
     for text in split_overrides(overrides):
-        merge_layer(params, parse_override(text), defaults, f"override '{text}'")
+        merge_layer(params, parse_override(text, defaults), defaults, f"override '{text}'")
     check_values(params, persona_file)
+    if not params["persona"]["system_prompt"].strip():
+        # without a system message the chat template may insert its own (SmolLM2: "You are
+        # a helpful AI assistant named SmolLM ..."), and the persona would be trained under it
+        params["persona"]["system_prompt"] = default_system_prompt(params["persona"]["name"])
     params["run"] = {"persona": persona, "profile": profile}
     return params
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Print the resolved params of a persona.")
-    parser.add_argument("persona")
+    parser.add_argument("persona", nargs="?")
     parser.add_argument("--profile", default=os.environ.get("PROFILE", "auto"))
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="section.key=value (repeatable; one override each)")
+    parser.add_argument("--set-args", metavar="SET",
+                        help="print the overrides of SET (one string, shell rules) as shell-quoted --set "
+                             "arguments, one per override, and exit (the Makefile's recipes use it)")
     args = parser.parse_args(argv)
+    if args.set_args is not None:
+        try:
+            print(shlex.join(arg for text in split_overrides(args.set_args) for arg in ("--set", text)))
+        except ParamsError as err:
+            print(f"params error: {err}", file=sys.stderr)
+            return 2
+        return 0
+    if not args.persona:
+        parser.error("the persona is required")
     try:
         params = load_params(args.persona, args.profile, args.overrides)
     except ParamsError as err:

@@ -10,8 +10,10 @@ Sources, each record tagged with its source:
 - llm_answers (off by default): an LLM answers prompts "as the person" (llm_answer_messages).
 
 Cleaning, each step counted: clean_question / clean_answer (preambles, wrapping quotes,
-refusals, empty or over-long items), find_tics (phrases over-represented in generated text
-compared with the real corpus) and remove_near_duplicates.
+refusals, empty or over-long items; clean_question also drops a reasoning model's <think>
+blocks and removes replies whose reasoning was cut off), find_tics (phrases
+over-represented in generated text compared with the real corpus) and
+remove_near_duplicates.
 """
 from __future__ import annotations
 
@@ -514,29 +516,64 @@ def question_problem(text: str, max_words: int, persona_name: str = "") -> str |
     return None
 
 
+REASONING_BLOCK = re.compile(r"<(think|thinking)\b[^>]*>.*?</\1\s*>", re.I | re.S)
+REASONING_OPEN = re.compile(r"<(?:think|thinking)\b[^>]*>", re.I)
+REASONING_CLOSE = re.compile(r"</(?:think|thinking)\s*>", re.I)
+
+
+def strip_reasoning(raw: str) -> tuple[str, bool, bool]:
+    """A reply without the reasoning a reasoning model wrote into its content (a server run
+    without a reasoning parser): <think>...</think> and <thinking>...</thinking> blocks;
+    everything up to a closing tag whose opening tag is missing (some servers strip it);
+    everything from an opening tag that is never closed (max_tokens ran out while the model
+    was still reasoning). Returns (text, reasoning_removed, cut_off)."""
+    text = REASONING_BLOCK.sub("\n", raw)
+    closes = list(REASONING_CLOSE.finditer(text))
+    if closes:
+        text = text[closes[-1].end():]
+    opening = REASONING_OPEN.search(text)
+    if opening:
+        text = text[:opening.start()]
+    return text, text != raw, opening is not None
+
+
 def clean_question(raw: str | None, max_words: int, persona_name: str = "") -> tuple[str | None, str, dict]:
-    """A generated question, cleaned: the first usable question in the reply (a preamble,
-    wrapping quotes, a following answer or a second question dropped). Returns (question
-    or None, "ok" or why it was removed, {"preamble", "quotes", "extracted"}). A question
-    that names the person (persona_name) talks about them rather than to them: removed."""
-    flags = {"preamble": False, "quotes": False, "extracted": False}
+    """A generated question, cleaned: the first usable question in the reply (reasoning
+    blocks, a preamble, wrapping quotes, a following answer or a second question dropped).
+    Returns (question or None, "ok" or why it was removed, {"preamble", "quotes",
+    "extracted", "reasoning"}). A question that names the person (persona_name) talks about
+    them rather than to them: removed. No question is taken from reasoning (strip_reasoning);
+    a reply whose reasoning was cut off by max_tokens with no usable question before it is
+    removed as "reasoning_cut_off"."""
+    flags = {"preamble": False, "quotes": False, "extracted": False, "reasoning": False}
     if raw is None or not raw.strip():
         return None, "empty", flags
-    if REFUSAL.search(raw):
-        return None, "refusal", flags
+    raw, flags["reasoning"], cut_off = strip_reasoning(raw)
     first_problem = None
-    for text, candidate_flags in question_candidates(raw):
-        problem = question_problem(text, max_words, persona_name)
-        if problem is None:
-            return text, "ok", candidate_flags
-        first_problem = first_problem or problem
+    if REFUSAL.search(raw):
+        first_problem = "refusal"
+    else:
+        for text, candidate_flags in question_candidates(raw):
+            problem = question_problem(text, max_words, persona_name)
+            if problem is None:
+                return text, "ok", dict(candidate_flags, reasoning=flags["reasoning"])
+            first_problem = first_problem or problem
+    if cut_off:
+        return None, "reasoning_cut_off", flags
     return None, first_problem or "empty", flags
 
 
 def clean_answer(raw: str | None, min_words: int, max_words: int) -> tuple[str | None, str, dict]:
-    """An LLM-written answer (source llm_answers), cleaned like a question but kept whole."""
-    flags = {"preamble": False, "quotes": False}
+    """An LLM-written answer (source llm_answers), cleaned like a question but kept whole:
+    reasoning dropped first (strip_reasoning); reasoning cut off by max_tokens is
+    "reasoning_cut_off"."""
+    flags = {"preamble": False, "quotes": False, "reasoning": False}
     if raw is None or not raw.strip():
+        return None, "empty", flags
+    raw, flags["reasoning"], cut_off = strip_reasoning(raw)
+    if cut_off:
+        return None, "reasoning_cut_off", flags
+    if not raw.strip():
         return None, "empty", flags
     if REFUSAL.search(raw):
         return None, "refusal", flags

@@ -3,12 +3,16 @@
     python -m lib.runner pg all                 # 01 ... 07
     python -m lib.runner pg 02_split --force    # one stage, even if unchanged
     python -m lib.runner trump scrape split --profile smoke --set split.max_tokens=256
+    python -m lib.runner pg qa --set "persona.system_prompt=You are PG"   # one override per --set
 
-Params are loaded and validated before anything is written. A stage is skipped when its
-notebook, the lib/ modules it imports, params sections and upstream runs are unchanged since it last
-finished (runs/<persona>/<stage>/.fingerprint); --force (FORCE=1) reruns it. The executed
-notebook is rendered to results/<persona>/<stage>.ipynb with secrets redacted; a failed
-stage keeps its rendered notebook (the error visible) and has no metrics.json.
+Params are loaded and validated before anything is written. The runner executes each
+notebooks/NN_stage.ipynb, while its .py twin (jupytext) is what people edit: when the two
+hold different cells, it refuses to run, before any stage, and says to run `make notebooks`.
+A stage is skipped when its notebook, the lib/ modules it imports, params sections and
+upstream runs are unchanged since it last finished (runs/<persona>/<stage>/.fingerprint);
+--force (FORCE=1) reruns it. The executed notebook is rendered to
+results/<persona>/<stage>.ipynb with secrets redacted; a failed stage keeps its rendered
+notebook (the error visible) and has no metrics.json.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -64,6 +69,36 @@ def resolve_stages(names: list[str]) -> list[str]:
             raise SystemExit(f"unknown stage '{name}' (known: all, {', '.join(STAGES)})")
         stages.append(stage)
     return sorted(set(stages), key=STAGES.index)
+
+
+def notebook_cells(notebook) -> list[tuple]:
+    """(cell type, source, tags) of each cell: what a .py twin and its .ipynb must share
+    (papermill finds the parameters cell by its tag)."""
+    return [(cell.cell_type, cell.source.strip(), tuple(cell.metadata.get("tags", []))) for cell in notebook.cells]
+
+
+def twin_difference(script: Path) -> str | None:
+    """Why notebooks/NN_stage.py and its .ipynb twin are out of sync (one is missing, or
+    their cells differ), or None when the .ipynb holds the .py's cells."""
+    import jupytext
+    import nbformat
+
+    script, ipynb = Path(script), Path(script).with_suffix(".ipynb")
+    for path in (script, ipynb):
+        if not path.is_file():
+            return f"{path} is missing"
+    if notebook_cells(jupytext.read(script)) != notebook_cells(nbformat.read(ipynb, as_version=4)):
+        return f"{script} and {ipynb.name} hold different cells (the .ipynb is what runs, the .py what is edited)"
+    return None
+
+
+def check_notebook(stage: str) -> None:
+    """Raise RuntimeError, saying to run `make notebooks`, when a stage's .ipynb is not in
+    sync with its .py twin."""
+    problem = twin_difference(NOTEBOOKS / f"{stage}.py")
+    if problem:
+        raise RuntimeError(f"{problem}; run `make notebooks` to regenerate every .ipynb from its .py "
+                           "(jupytext --to ipynb), then run again")
 
 
 def file_digest(path: Path) -> str:
@@ -165,7 +200,11 @@ def execute_notebook(notebook: Path, rendered: Path, parameters: dict) -> None:
 
 
 def run_stage(persona: str, stage: str, params: dict, overrides: list[str], force: bool) -> str:
-    """Run one stage unless it is up to date; returns 'skipped' or 'ran'. Raises on failure."""
+    """Run one stage unless it is up to date; returns 'skipped' or 'ran'. Raises on failure,
+    and before anything else when the stage's .ipynb is out of sync with its .py
+    (check_notebook). overrides: one per item; the notebook gets them as one string
+    (shlex.join, which lib.params.split_overrides splits back)."""
+    check_notebook(stage)
     out_dir = stage_dir(persona, stage, create=False)
     fingerprint = stage_fingerprint(persona, stage, params)
     if not force and is_up_to_date(out_dir, fingerprint):
@@ -178,7 +217,7 @@ def run_stage(persona: str, stage: str, params: dict, overrides: list[str], forc
     log.info("%s/%s: running notebooks/%s.ipynb -> %s", persona, stage, stage, rendered)
     started = time.time()
     execute_notebook(NOTEBOOKS / f"{stage}.ipynb", rendered, {
-        "persona": persona, "profile": params["run"]["profile"], "overrides": " ".join(overrides)})
+        "persona": persona, "profile": params["run"]["profile"], "overrides": shlex.join(overrides)})
     if not (out_dir / "metrics.json").is_file():
         raise RuntimeError(f"{rendered}: the notebook finished without writing {out_dir / 'metrics.json'}")
     atomic_write_text(out_dir / ".fingerprint", f"{fingerprint}\nfinished {time.time():.3f}\n")
@@ -202,17 +241,24 @@ def main(argv=None) -> int:
     parser.add_argument("stages", nargs="*", default=["all"], help="all, or stage names")
     parser.add_argument("--profile", default=os.environ.get("PROFILE") or "auto")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        help="section.key=value (repeatable; SET='a.b=1 c.d=2' in make)")
+                        help="section.key=value, one override each, spaces and all (repeatable; make's SET "
+                             "holds several: SET=\"a.b=1 persona.system_prompt='You are ...'\")")
     parser.add_argument("--force", action="store_true", default=os.environ.get("FORCE", "") not in ("", "0"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    overrides = [item for text in args.overrides for item in text.split()]
+    overrides = list(args.overrides)
     stages = resolve_stages(args.stages)
     try:
         params = load_params(args.persona, args.profile, overrides)
     except ParamsError as err:
         print(f"params error: {err}", file=sys.stderr)
         return 2
+    for stage in stages:  # a stale notebook stops the run before any stage runs
+        try:
+            check_notebook(stage)
+        except RuntimeError as err:
+            print(f"notebook error: {err}", file=sys.stderr)
+            return 2
     log.info("persona %s, profile %s, stages %s", args.persona, params["run"]["profile"], " ".join(stages))
     timings = {}
     for stage in stages:

@@ -27,9 +27,10 @@ The share of non-pad positions is measured on the batches in training order and 
 
 A run checkpoints to <out>/checkpoints every save_steps. Running it again after a kill
 resumes from the last complete checkpoint (model, optimizer, scheduler, RNG and data
-position) and ends where an uninterrupted run ends. A time budget saves and stops cleanly
-before a Kaggle/Colab session limit; the next run continues. Checkpoints from a run with
-other settings or data are set aside, not resumed.
+position) and ends where an uninterrupted run ends; a newer incomplete one (a save killed
+midway, a partial copy from Drive or Kaggle) is removed. A time budget saves and stops
+cleanly before a Kaggle/Colab session limit; the next run continues. Checkpoints from a
+run with other settings or data are set aside, not resumed.
 
 Writes to <out>: adapter/ (LoRA adapter + tokenizer, with the chat template for chat),
 train_log.jsonl (the trainer's log: loss per logging step), train_summary.json.
@@ -169,20 +170,51 @@ def examples_digest(examples: list[dict]) -> str:
     return digest.hexdigest()
 
 
+# what a checkpoint needs to resume from (transformers' Trainer._save_checkpoint): one of
+# the weight files transformers loads, then the optimizer and the scheduler, then
+# trainer_state.json, written last
+CHECKPOINT_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "pytorch_model.bin",
+                      "model.safetensors.index.json", "pytorch_model.bin.index.json")
+CHECKPOINT_OPTIMIZER = ("optimizer.pt", "optimizer.bin")
+CHECKPOINT_SCHEDULER = ("scheduler.pt",)
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """What a checkpoint folder lacks to be resumed from, or None when it is complete: its
+    weights (a LoRA adapter with its adapter_config.json, or the model's), optimizer and
+    scheduler present and not empty, and its trainer_state.json reading back whole. A save
+    killed midway or a partial copy (Drive, Kaggle output) lacks some."""
+    def present(names) -> str | None:
+        return next((name for name in names if (folder / name).is_file() and (folder / name).stat().st_size > 0), None)
+
+    missing = []
+    weights = present(CHECKPOINT_WEIGHTS)
+    if weights is None:
+        missing.append("weights (adapter_model.safetensors)")
+    elif weights.startswith("adapter_model") and present(("adapter_config.json",)) is None:
+        missing.append("adapter_config.json")
+    missing += [names[0] for names in (CHECKPOINT_OPTIMIZER, CHECKPOINT_SCHEDULER) if present(names) is None]
+    try:
+        json.loads((folder / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        missing.append("a readable trainer_state.json")
+    return f"missing {', '.join(missing)}" if missing else None
+
+
 def find_resume_checkpoint(checkpoints: Path, remove_incomplete: bool = False) -> Path | None:
-    """The newest complete checkpoint-N folder (its trainer_state.json, written last,
-    reads back whole), or None. Incomplete ones (killed mid-save) are removed on request."""
+    """The newest complete checkpoint-N folder (checkpoint_problem finds nothing), or None.
+    Incomplete ones newer than it are passed over, and removed on request (saying so)."""
     if not checkpoints.is_dir():
         return None
-    found = sorted((p for p in checkpoints.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+    found = sorted((p for p in checkpoints.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and p.is_dir()),
                    key=lambda p: int(p.name.split("-")[-1]), reverse=True)
     for folder in found:
-        try:
-            json.loads((folder / "trainer_state.json").read_text())
+        problem = checkpoint_problem(folder)
+        if problem is None:
             return folder
-        except (OSError, ValueError):
-            if remove_incomplete:
-                shutil.rmtree(folder, ignore_errors=True)
+        if remove_incomplete:
+            print(f"{folder}: incomplete checkpoint ({problem}), removed; resuming from an older one if any")
+            shutil.rmtree(folder, ignore_errors=True)
     return None
 
 
@@ -558,7 +590,8 @@ def read_training_records(kind: str, data: Path) -> list[dict]:
 def launch_command(kind: str, persona: str, profile: str, overrides, data: Path, out_dir: Path,
                    base: str | None, num_processes: int) -> list[str]:
     """`accelerate launch --num_processes N -m lib.train ...`: one training process per GPU
-    (DDP). (On CPU, `torchrun --nproc_per_node N -m lib.train ...` runs the same entry
+    (DDP), each override (a list, or one string split by shell rules: lib.params.split_overrides)
+    passed as one --set argument. (On CPU, `torchrun --nproc_per_node N -m lib.train ...` runs the same entry
     point over gloo; accelerate's --cpu launcher starts a single process.)"""
     from lib.params import split_overrides
 
@@ -603,7 +636,8 @@ def main(argv=None) -> int:
     parser.add_argument("kind", choices=sorted(KINDS))
     parser.add_argument("--persona", required=True, help="params/<persona>.yaml")
     parser.add_argument("--profile", default=os.environ.get("PROFILE") or "auto")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="section.key=value")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="section.key=value (repeatable; one override each, spaces and all)")
     parser.add_argument("--data", required=True, type=Path, help="02 train.jsonl or 04 conversations.jsonl")
     parser.add_argument("--out", required=True, type=Path, help="the stage folder (adapter/, checkpoints/ go there)")
     parser.add_argument("--base", help="model to train instead of model.base (05: the merged 03 model)")

@@ -2,7 +2,9 @@
 
 A deliberately faulty OpenAI-compatible server (threaded http.server on 127.0.0.1) answers
 with 429s, 500s, malformed JSON, slow replies, dropped and cut-off connections before it
-answers each request; the real llama.cpp server serves the embedded SmolLM2 GGUF. All
+answers each request; a scripted server answers as the cases in ../shared/cases/README.md
+(Retry-After as an HTTP date or past the cap, content null with finish_reason "length",
+insufficient_quota); the real llama.cpp server serves the embedded SmolLM2 GGUF. All
 traffic stays on 127.0.0.1, every request loop is bounded.
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -206,6 +209,110 @@ def test_client_error_is_not_retried(tmp_path):
         httpd.server_close()
     assert Refusing.calls == 1
     assert "HTTP 401" in results[0]["error"] and "bad api key" in results[0]["error"]
+
+
+class ScriptedServer:
+    """An OpenAI-compatible server on 127.0.0.1 that answers the n-th POST (any request) with
+    replies[n], then the last reply forever. A reply is (status, headers, body); headers
+    and body may be callables, called at request time. Each POST's wall-clock time
+    (time.time()) is appended to `times`."""
+
+    def __init__(self, replies):
+        self.replies, self.times, self.lock = replies, [], threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                with server.lock:
+                    server.times.append(time.time())
+                    status, headers, body = server.replies[min(len(server.times), len(server.replies)) - 1]
+                headers = headers() if callable(headers) else headers
+                body = body() if callable(body) else body
+                body = body if isinstance(body, bytes) else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self):
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def chat_reply(content, finish_reason="stop", **message) -> dict:
+    return {"choices": [{"message": dict(role="assistant", content=content, **message),
+                         "finish_reason": finish_reason}], "usage": {"completion_tokens": 64}}
+
+
+def test_429_with_retry_after_as_an_http_date_is_waited_out(tmp_path):
+    dates = []
+
+    def three_seconds_ahead():
+        dates.append(formatdate(time.time() + 3, usegmt=True))  # whole seconds: 2-3 s ahead
+        return [("Retry-After", dates[-1])]
+
+    replies = [(429, three_seconds_ahead, {"error": {"message": "Rate limit reached", "type": "requests",
+                                                     "code": "rate_limit_exceeded"}}),
+               (200, [], chat_reply("How did you pick your first hire?"))]
+    with ScriptedServer(replies) as server:
+        results = complete_all(make_requests(1), Endpoint(server.base_url, "m"), tmp_path / "c.jsonl",
+                               retries=4, backoff_s=0.01)
+    assert results[0]["content"] == "How did you pick your first hire?"
+    first, second = server.times
+    assert second >= parsedate_to_datetime(dates[0]).timestamp() - 0.05  # not retried early
+    assert second - first >= 1.9
+
+
+def test_retry_after_past_the_cap_is_reported_not_retried_early(tmp_path):
+    with ScriptedServer([(503, [("Retry-After", "3600")], {"error": "overloaded"})]) as server:
+        started = time.monotonic()
+        results = complete_all(make_requests(1), Endpoint(server.base_url, "m"), tmp_path / "c.jsonl",
+                               retries=4, backoff_s=0.01)
+        assert time.monotonic() - started < 5
+    assert len(server.times) == 1
+    error = results[0]["error"]
+    assert "3600" in error and "Retry-After" in error and "60" in error  # the wait asked for and the cap
+    assert results[0]["content"] is None
+
+
+def test_content_null_with_finish_reason_length_is_not_retried_and_says_what_to_change(tmp_path):
+    """A reasoning model spent max_tokens thinking: the reply has reasoning_content but no content."""
+    reply = chat_reply(None, "length", reasoning_content="The user wants a question about hiring. Why would")
+    with ScriptedServer([(200, [], reply)]) as server:
+        results = complete_all(make_requests(1), Endpoint(server.base_url, "m"), tmp_path / "c.jsonl",
+                               retries=4, backoff_s=0.01)
+    assert len(server.times) == 1  # deterministic: sending it again gives the same
+    assert results[0]["content"] is None  # reasoning_content is never taken as the answer
+    error = results[0]["error"]
+    assert "max_new_tokens" in error and "reasoning" in error and "malformed" not in error
+
+
+def test_429_insufficient_quota_is_not_retried(tmp_path):
+    body = {"error": {"message": "You exceeded your current quota, please check your plan and billing details.",
+                      "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}}
+    with ScriptedServer([(429, [("Retry-After", "1")], body)]) as server:
+        results = complete_all(make_requests(2), Endpoint(server.base_url, "m", api_key="k"), tmp_path / "c.jsonl",
+                               concurrency=1, retries=5, backoff_s=0.01)
+    assert len(server.times) == 2  # one per request, none retried
+    error = results[0]["error"]
+    assert "quota" in error and "HTTP 429" in error and "gave up" not in error
 
 
 def test_kill_and_rerun_resumes_from_cache(tmp_path):

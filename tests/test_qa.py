@@ -21,6 +21,7 @@ from lib.runfiles import read_json, read_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "qa"
+LLM_FIXTURES = ROOT / "tests" / "fixtures" / "llm"  # reasoning-model replies (README.md there)
 
 
 @pytest.fixture(scope="module")
@@ -221,12 +222,36 @@ def test_clean_question_reports_what_it_stripped():
     assert not any(flags.values())
 
 
+THINK_REPLY = (LLM_FIXTURES / "think_reply.txt").read_text()
+THINK_CUT_OFF = (LLM_FIXTURES / "think_cut_off.txt").read_text()
+VIAWEB = "How did you decide who to hire first at Viaweb?"
+
+
+@pytest.mark.parametrize("raw, expected, reason", [
+    (THINK_REPLY, VIAWEB, "ok"),  # the questions inside <think> are not taken
+    (THINK_REPLY.replace("<think>", "<thinking>").replace("</think>", "</thinking>"), VIAWEB, "ok"),
+    (THINK_REPLY.replace("<think>\n", "", 1), VIAWEB, "ok"),  # the server stripped the opening tag
+    ("<think>I cannot ask about money. What else?</think>\n" + VIAWEB, VIAWEB, "ok"),  # not a refusal
+    (THINK_REPLY.split("</think>")[0] + "</think>\n\n", None, "empty"),  # reasoning and nothing after
+    (THINK_CUT_OFF, None, "reasoning_cut_off"),  # max_tokens ran out while reasoning
+    ("Sure: " + THINK_CUT_OFF, None, "reasoning_cut_off"),
+])
+def test_clean_question_drops_reasoning(raw, expected, reason):
+    text, why, flags = qa.clean_question(raw, 60, "Paul Graham")
+    assert (text, why) == (expected, reason)
+    assert flags["reasoning"]
+
+
 def test_clean_answer():
     assert qa.clean_answer('Sure! Here is my answer: "Ah, my friend, work on what you love."', 3, 50)[:2] == (
         "Ah, my friend, work on what you love.", "ok")
     assert qa.clean_answer("As an AI language model, I don't have opinions.", 3, 50)[1] == "refusal"
     assert qa.clean_answer("word " * 51, 3, 50)[1] == "too_long"
     assert qa.clean_answer("Yes.", 3, 50)[1] == "too_short"
+    # a reasoning model's answer: the reasoning is dropped; cut-off reasoning gives no answer
+    thought = "<think>The user wants advice. As an AI I should</think>\nWork on what you love, and ship it."
+    assert qa.clean_answer(thought, 3, 50)[:2] == ("Work on what you love, and ship it.", "ok")
+    assert qa.clean_answer("<think>The user wants advice, so first I", 3, 50)[1] == "reasoning_cut_off"
 
 
 # ------------------------------------------------------------------ tics

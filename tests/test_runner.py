@@ -7,6 +7,7 @@ import nbformat
 import pytest
 
 from conftest import PYTHON, ROOT
+from lib.params import load_params
 from lib.runner import execute_notebook, redact_secrets, resolve_stages
 
 
@@ -39,7 +40,9 @@ def test_every_per_stage_make_target_runs_its_stage():
             result = subprocess.run(["make", "-n", f"{persona}-{target}", "PROFILE=smoke"], cwd=ROOT,
                                     capture_output=True, text=True, timeout=60)
             assert result.returncode == 0, result.stderr
-            assert f"-m lib.runner --profile smoke {persona} {stage}" in " ".join(result.stdout.split()), result.stdout
+            # "$sets": SET's overrides, one --set each (tests/test_params.py runs the recipe)
+            assert f'-m lib.runner --profile smoke "$sets" {persona} {stage}' in " ".join(result.stdout.split()), \
+                result.stdout
 
 
 def test_a_stage_depends_on_the_lib_modules_it_uses(monkeypatch):
@@ -134,3 +137,37 @@ def test_redact_secrets_counts(tmp_path):
     path.write_text("a SECRET1234 b SECRET1234")
     assert redact_secrets(path, ["SECRET1234"]) == 2
     assert path.read_text() == "a *** b ***"
+
+
+def test_a_notebook_whose_py_twin_was_edited_is_not_run(tmp_path, run_env, monkeypatch, capsys):
+    """The .py twin is what people edit, the .ipynb is what runs: when they differ the
+    runner refuses before executing any stage, and says to run `make notebooks`."""
+    import shutil
+
+    import lib.runner as runner
+
+    notebooks = tmp_path / "notebooks"
+    shutil.copytree(ROOT / "notebooks", notebooks)
+    monkeypatch.setattr(runner, "NOTEBOOKS", notebooks)
+    executed = []
+    monkeypatch.setattr(runner, "execute_notebook", lambda notebook, rendered, parameters: executed.append(
+        (notebook.name, parameters)))
+
+    # in sync: it runs (the fake execution writes no metrics.json, so the stage then fails)
+    assert runner.main(["pg", "scrape", "split", "--profile", "smoke",
+                        "--set", "persona.system_prompt=You are PG", "--set", "split.max_tokens=200"]) == 1
+    assert [name for name, _ in executed] == ["01_scrape.ipynb"]
+    from lib.params import split_overrides
+    assert split_overrides(executed[0][1]["overrides"]) == ["persona.system_prompt=You are PG", "split.max_tokens=200"]
+
+    executed.clear()
+    shutil.rmtree(tmp_path / "runs")
+    script = notebooks / "02_split.py"
+    script.write_text(script.read_text().replace("# %% [markdown]\n", "# %% [markdown]\n# edited\n", 1))
+    assert runner.main(["pg", "scrape", "split", "--profile", "smoke"]) == 2
+    err = capsys.readouterr().err
+    assert "02_split.py" in err and "02_split.ipynb" in err and "make notebooks" in err
+    assert executed == [] and not (tmp_path / "runs" / "pg" / "01_scrape").exists()
+    with pytest.raises(RuntimeError, match=r"make notebooks"):
+        runner.run_stage("pg", "02_split", load_params("pg", "smoke"), [], force=True)
+    assert executed == []

@@ -188,6 +188,66 @@ def test_checkpoints_of_other_settings_are_set_aside(tmp_path, uninterrupted):
     assert json.loads((checkpoints / "run_config.json").read_text()) == changed
 
 
+def test_launch_command_passes_each_override_whole():
+    """The notebooks' `overrides` string (shell rules) reaches each DDP process as one --set per override."""
+    from lib.train import launch_command
+
+    command = launch_command("chat", "pg", "t4", "persona.system_prompt='You are PG' train_chat.learning_rate=1e-4",
+                             "data.jsonl", "out", None, 2)
+    assert command[-4:] == ["--set", "persona.system_prompt=You are PG", "--set", "train_chat.learning_rate=1e-4"]
+
+
+def fake_checkpoint(folder, files=("adapter_model.safetensors", "adapter_config.json", "optimizer.pt", "scheduler.pt",
+                                     "rng_state.pth", "trainer_state.json")):
+    folder.mkdir(parents=True)
+    for name in files:
+        (folder / name).write_text('{"global_step": 1}' if name.endswith(".json") else "x")
+    return folder
+
+
+@pytest.mark.parametrize("missing", ["adapter_model.safetensors", "adapter_config.json", "optimizer.pt",
+                                     "scheduler.pt", "trainer_state.json"])
+def test_checkpoint_missing_a_file_is_passed_over_for_the_next_older(tmp_path, missing):
+    """A partial copy (Drive, Kaggle output) of checkpoint-40 next to a complete checkpoint-30:
+    transformers would stop with "Can't find a valid checkpoint" on it."""
+    complete = fake_checkpoint(tmp_path / "checkpoint-30")
+    fake_checkpoint(tmp_path / "checkpoint-40", ["trainer_state.json"])
+    assert find_resume_checkpoint(tmp_path) == complete
+    partial = tmp_path / "checkpoint-50"
+    fake_checkpoint(partial)
+    (partial / missing).unlink()
+    assert find_resume_checkpoint(tmp_path) == complete and partial.is_dir()
+    assert find_resume_checkpoint(tmp_path, remove_incomplete=True) == complete
+    assert not partial.exists() and not (tmp_path / "checkpoint-40").exists() and complete.is_dir()
+
+
+def test_checkpoint_with_empty_weights_or_full_model_weights(tmp_path):
+    """An empty file (a copy cut short at the start) is missing; a full-model save
+    (model.safetensors / pytorch_model.bin) counts as weights."""
+    full = fake_checkpoint(tmp_path / "checkpoint-10", ["model.safetensors", "optimizer.pt", "scheduler.pt",
+                                                        "trainer_state.json"])
+    empty = fake_checkpoint(tmp_path / "checkpoint-20")
+    (empty / "optimizer.pt").write_bytes(b"")
+    assert find_resume_checkpoint(tmp_path) == full
+
+
+@pytest.mark.slow
+def test_partial_copy_of_a_real_checkpoint_resumes_from_the_older_one(tmp_path, uninterrupted):
+    """The files a real checkpoint of this project holds make it complete; a copy of the
+    newest one holding only trainer_state.json is passed over and removed."""
+    checkpoints = tmp_path / "checkpoints"
+    shutil.copytree(uninterrupted[0] / "checkpoints", checkpoints)
+    newest = find_resume_checkpoint(checkpoints)
+    assert newest.name == "checkpoint-4"
+    older = checkpoints / "checkpoint-2"
+    for name in os.listdir(newest):
+        if name != "trainer_state.json":
+            os.remove(newest / name)
+    config = json.loads((checkpoints / "run_config.json").read_text())
+    assert prepare_checkpoints(checkpoints, config, is_main=True) == older
+    assert not newest.exists()
+
+
 @pytest.mark.slow
 def test_two_processes_over_gloo_train_and_save_one_adapter(tmp_path, chunks, tokenizer):
     out = tmp_path / "ddp"
