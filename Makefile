@@ -1,5 +1,6 @@
 # persona-llm: turn a person's writing and interviews into a local chat model.
 #   make pg-chat        the whole chain (01 scrape ... 07 evaluate) for Paul Graham
+#   make chat PERSONA=x the same for any params/<x>.yaml (make persona NAME=x FOLDER=... writes one)
 #   make test           the test suite (sets everything up on first use)
 # Variables: PROFILE=auto|cpu|t4|gpu|smoke  FORCE=1 (rerun unchanged stages)
 #            SET="section.key=value ..." (params overrides; quote a value with spaces:
@@ -21,12 +22,14 @@ RUN = $(WITH_SET) $(PY) -m lib.runner --profile $(PROFILE) "$$sets"
 HUB = $(WITH_SET) $(PY) -m lib.hub --profile $(PROFILE) "$$sets"
 PERSONAS := pg trump
 STAGES := scrape split completion qa chat-train quantize evaluate
+PERSONA ?=
 
-.PHONY: help setup test test-fast bench notebooks clean $(foreach p,$(PERSONAS),$(p)-chat $(p)-push $(foreach s,$(STAGES),$(p)-$(s)))
+.PHONY: help setup test test-fast bench notebooks clean chat persona $(STAGES) $(foreach p,$(PERSONAS),$(p)-chat $(p)-push $(foreach s,$(STAGES),$(p)-$(s)))
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 22
 	@echo "<persona>-<stage>     one stage, e.g. pg-scrape, trump-quantize; stages: $(STAGES)"
+	@echo "<stage> PERSONA=x     one stage of any persona, e.g. make qa PERSONA=ada"
 	@echo "variables: PROFILE=auto|cpu|t4|gpu|smoke FORCE=1 OFFLINE=1 SET=\"section.key=value ...\" (params overrides;"
 	@echo "           quote a value with spaces: SET=\"persona.system_prompt='You are PG' train_chat.learning_rate=1e-4\")"
 
@@ -78,15 +81,35 @@ $(1)-$(2): setup
 endef
 $(foreach p,$(PERSONAS),$(foreach s,$(STAGES),$(eval $(call stage_target,$(p),$(s)))))
 
+# any persona, by its params file: make chat PERSONA=ada, make scrape PERSONA=ada, ...
+NEED_PERSONA = @test -n "$(PERSONA)" || { echo "make $@: say which persona: make $@ PERSONA=<name> (params/<name>.yaml)" >&2; exit 2; }
+chat: setup ## the whole chain for any persona: make chat PERSONA=<name> (params/<name>.yaml)
+	$(NEED_PERSONA)
+	$(RUN) $(PERSONA) all
+	$(HUB) $(PERSONA) --if-enabled
+define generic_stage_target
+$(1): setup
+	$$(NEED_PERSONA)
+	$$(RUN) $$(PERSONA) $$(STAGE_$(1))
+endef
+$(foreach s,$(STAGES),$(eval $(call generic_stage_target,$(s))))
+
+# a new persona from a folder of the person's files (documents, transcripts, subtitles, chat
+# exports): writes params/$(NAME).yaml (lib/new_persona.py); values reach it through the
+# environment, so a regex keeps its $ and quotes
+persona: setup ## start a persona from your files: make persona NAME=ada FOLDER=~/ada FULL_NAME="Ada Lovelace" [SPEAKER=regex]
+	@$(PY) -m lib.new_persona "$$NAME" "$$FOLDER" --full-name "$$FULL_NAME" --speaker "$$SPEAKER" $(if $(FORCE),--force)
+
 # talk to a finished run: the GGUF 06's Modelfile names, its chat template and system prompt
 # (lib/talk.py); RUNS_DIR moves runs/ as for the stages
-PERSONA ?=
 PORT ?= 8080
 .PHONY: talk serve
 talk: setup ## chat in the terminal with a finished persona: make talk PERSONA=pg (/reset, /exit)
+	$(NEED_PERSONA)
 	@$(PY) -m lib.talk "$(PERSONA)"
 
 serve: setup ## an OpenAI-compatible server for it on 127.0.0.1: make serve PERSONA=pg PORT=8080
+	$(NEED_PERSONA)
 	@$(PY) -m lib.talk "$(PERSONA)" --serve --port $(PORT)
 
 # two pytest sessions: tests/unsloth imports unsloth, which patches transformers, trl and

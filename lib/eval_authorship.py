@@ -52,15 +52,16 @@ def training_documents(persona: str) -> list[dict]:
     return [doc for doc in read_jsonl(documents) if doc["id"] in train_ids]
 
 
-def snapshot_documents(persona: str) -> list[dict]:
+def snapshot_documents(persona: str, params_dir: Path | None = None) -> list[dict]:
     """Every document of the persona's committed snapshot (params scrape.snapshot_dir), read
-    offline as 01 reads it; [] when it has none."""
+    offline as 01 reads it; [] when it has none. params_dir: where its params file is
+    (default: lib.params' lookup)."""
     from lib.params import load_params
     from lib.runfiles import cache_root
     from lib.scrape import collect_essays
     from lib.transcripts import collect_interviews
 
-    params = load_params(persona, "cpu")
+    params = load_params(persona, "cpu", params_dir=params_dir)
     scrape = params["scrape"]
     if not scrape["snapshot_dir"] or not (ROOT / scrape["snapshot_dir"]).is_dir():
         return []
@@ -72,8 +73,9 @@ def snapshot_documents(persona: str) -> list[dict]:
 
 
 def impostor_corpora(persona: str) -> dict[str, list[str]]:
-    """persona name -> the texts of every other persona's committed snapshot, less the
-    documents that persona's 02 split holds out (its split params on the cpu profile)."""
+    """persona name -> the texts of every other persona's committed snapshot (the personas
+    of the repository's params/, not $PERSONA_PARAMS_DIR's), less the documents that
+    persona's 02 split holds out (its split params on the cpu profile)."""
     from lib.params import load_params
     from lib.split import choose_heldout
 
@@ -81,10 +83,10 @@ def impostor_corpora(persona: str) -> dict[str, list[str]]:
     for path in sorted((ROOT / "params").glob("*.yaml")):
         if path.stem in (persona, "defaults", "profiles"):
             continue
-        docs = snapshot_documents(path.stem)
+        docs = snapshot_documents(path.stem, params_dir=path.parent)
         if len(docs) < 2:
             continue
-        split = load_params(path.stem, "cpu")["split"]
+        split = load_params(path.stem, "cpu", params_dir=path.parent)["split"]
         heldout = set(choose_heldout(docs, split["heldout_rule"], min(split["heldout_count"], len(docs) - 1),
                                      split["seed"]))
         corpora[path.stem] = [persona_text(doc) for doc in docs if doc["id"] not in heldout]

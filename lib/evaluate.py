@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lib import qa
+from lib.params import read_questions
 from lib.bos import encode
 from lib.runfiles import ROOT, read_json
 from lib.split import document_header, persona_text, split_paragraphs
@@ -40,21 +41,6 @@ BASELINE = "base_prompted"
 NOT_A_QUANT = ("adapter", "lora", "imatrix")  # other .gguf files 06 may write
 
 # ---------------------------------------------------------------- inputs
-
-
-def read_questions(path: Path) -> list[str]:
-    """The questions of an evaluation file {"questions": ["...", ...]}."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: questions file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON: {err}") from None
-    questions = data.get("questions") if isinstance(data, dict) else None
-    if not isinstance(questions, list) or not questions or not all(isinstance(q, str) and q.strip() for q in questions):
-        raise ValueError(f'{path}: expected {{"questions": ["...", ...]}} with at least one non-empty question')
-    return [q.strip() for q in questions]
 
 
 def identity_probes(count: int, path: Path = IDENTITY_PROBES_FILE) -> list[str]:

@@ -18,7 +18,7 @@ import re
 import sys
 from pathlib import Path
 
-from lib.params import PARAMS_DIR, ParamsError, load_params
+from lib.params import ParamsError, load_params, persona_params_dir
 from lib.runfiles import read_json, require_stage
 
 TOKEN_ENV = "HF_TOKEN"
@@ -41,7 +41,7 @@ def hub_token(environ=os.environ) -> str:
 
 def checked_repo_id(params: dict) -> str:
     repo_id = params["hub"]["repo_id"]
-    source = PARAMS_DIR / f"{params['run']['persona']}.yaml"
+    source = persona_params_dir() / f"{params['run']['persona']}.yaml"
     if not repo_id:
         raise HubError(f"{source}: hub.repo_id is empty; set it there or with --set hub.repo_id=you/name")
     if not REPO_ID.fullmatch(repo_id) or len(repo_id) > 96:

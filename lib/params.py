@@ -27,11 +27,17 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-PARAMS_DIR = ROOT / "params"
+PARAMS_DIR = ROOT / "params"  # defaults.yaml, profiles.yaml and the personas' files
+
+
+def persona_params_dir() -> Path:
+    """Where params/<persona>.yaml files are looked up: $PERSONA_PARAMS_DIR when set (a
+    folder of your own personas, or a test's), else PARAMS_DIR."""
+    return Path(os.environ.get("PERSONA_PARAMS_DIR") or PARAMS_DIR)
 PROFILES = ("cpu", "t4", "gpu", "smoke")
 
 CHOICES = {
-    "persona.kind": ("essays", "interviews"),
+    "persona.kind": ("essays", "interviews", "folder"),
     "split.heldout_rule": ("newest", "random"),
     "model.dtype": ("auto", "float32", "float16", "bfloat16"),
     "model.chat_template": ("own", "chatml"),
@@ -162,6 +168,26 @@ def default_system_prompt(name: str) -> str:
     return f"You are {name.strip()}."
 
 
+def read_questions(path: Path) -> list[str]:
+    """The questions of an evaluation file {"questions": ["...", ...]}."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: questions file not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON: {err}") from None
+    questions = data.get("questions") if isinstance(data, dict) else None
+    if not isinstance(questions, list) or not questions or not all(isinstance(q, str) and q.strip() for q in questions):
+        raise ValueError(f'{path}: expected {{"questions": ["...", ...]}} with at least one non-empty question')
+    return [q.strip() for q in questions]
+
+
+def source_folder(params: dict) -> Path:
+    """scrape.folder as a path: "~" expanded, relative to the repository root."""
+    return ROOT / Path(params["scrape"]["folder"]).expanduser()
+
+
 def detect_profile() -> str:
     """auto: t4 on a CUDA GPU under 20 GB (Colab/Kaggle T4), gpu on a bigger one, else cpu."""
     try:
@@ -185,16 +211,21 @@ def check_values(params: dict, persona_file: Path) -> None:
             fail(dotted, f"must be one of {', '.join(choices)}, got {params[section][key]!r}")
     if not params["persona"]["name"].strip():
         fail("persona.name", "must be set")
-    if params["persona"]["kind"] == "interviews":
-        regex = params["persona"]["speaker_regex"]
-        if not regex:
-            fail("persona.speaker_regex", "must be set for an interviews persona")
+    kind, regex = params["persona"]["kind"], params["persona"]["speaker_regex"]
+    if kind == "interviews" and not regex:
+        fail("persona.speaker_regex", "must be set for an interviews persona")
+    if regex:
         try:
             re.compile(regex)
         except re.error as err:
             fail("persona.speaker_regex", f"is not a valid regex: {err}")
-    elif not params["scrape"]["base_url"]:
+    if kind == "essays" and not params["scrape"]["base_url"]:
         fail("scrape.base_url", "must be set for an essays persona")
+    if kind == "folder":
+        if not params["scrape"]["folder"]:
+            fail("scrape.folder", "must be set for a folder persona (the folder of the person's files)")
+        if not source_folder(params).is_dir():
+            fail("scrape.folder", f"is not a folder: {source_folder(params)}")
     snapshot = params["scrape"]["snapshot_dir"]
     if snapshot and not (ROOT / snapshot).is_dir():
         fail("scrape.snapshot_dir", f"is not a folder: {snapshot}")
@@ -254,12 +285,16 @@ def load_params(persona: str, profile: str = "auto", overrides=None, params_dir:
     Returns {section: {key: value}} plus "run": {persona, profile}. Raises ParamsError with
     one message naming the file and key on any problem.
     """
+    explicit_dir = params_dir is not None
     params_dir = Path(params_dir or PARAMS_DIR)
     defaults_file = params_dir / "defaults.yaml"
     defaults = read_yaml(defaults_file)
     if not re.fullmatch(r"[a-z0-9_]+", persona or ""):
         raise ParamsError(f"persona '{persona}': use the name of a file params/<persona>.yaml")
-    persona_file = params_dir / f"{persona}.yaml"
+    persona_file = (params_dir if explicit_dir else persona_params_dir()) / f"{persona}.yaml"
+    if not persona_file.is_file():
+        raise ParamsError(f"{persona_file}: no such persona file (make one for your own person with "
+                          f"`make persona NAME={persona} FOLDER=...`)")
     profiles_file = params_dir / "profiles.yaml"
     profiles = read_yaml(profiles_file)
     if profile == "auto":

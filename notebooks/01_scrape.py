@@ -15,9 +15,12 @@
 # crawl resumes and nothing is fetched twice). Interviews (Donald Trump): fetches and parses
 # speaker-labelled transcripts into turns, marking the persona's turns with a params regex.
 # Without network (or with `OFFLINE=1`) it uses the snapshot committed in `data/snapshot/`.
+# A folder (anyone else, `persona.kind: folder`): reads the person's own files — documents,
+# transcripts, subtitles, chat exports — and copies what it used into the run folder.
 #
 # Writes `runs/<persona>/01_scrape/documents.jsonl` (id, title, date, source, text and
-# notes, or turns) and `metrics.json`.
+# notes, or turns), `metrics.json`, and for a folder `sources/` and `sources.jsonl`
+# (file, sha256, bytes, kind, document id).
 
 # %% tags=["parameters"]
 persona = "pg"    # which params/<persona>.yaml
@@ -47,7 +50,10 @@ describe_environment()
 # %%
 import collections
 import logging
+import shutil
 
+from lib.local_files import read_folder
+from lib.params import source_folder
 from lib.runfiles import cache_root, write_jsonl
 from lib.scrape import collect_essays
 from lib.transcripts import collect_interviews
@@ -63,41 +69,58 @@ print(f"persona {P['persona']['name']} ({P['persona']['kind']}); offline={offlin
 # %% [markdown]
 # ## Collect
 # Online first; the committed snapshot when the network is unreachable or `OFFLINE=1`.
-# Pages or files that fail to parse are logged and skipped; the rest continue.
+# Pages or files that fail to parse are logged and skipped, each with its reason; the rest
+# continue. A folder with nothing usable stops here, naming the folder.
 
 # %%
 if P["persona"]["kind"] == "essays":
     documents, info = collect_essays(base_url=S["base_url"], index_page=S["index_page"], **common)
-else:
+elif P["persona"]["kind"] == "interviews":
     documents, info = collect_interviews(urls=S["transcript_urls"], persona_regex=P["persona"]["speaker_regex"],
                                          persona_name=P["persona"]["name"], **common)
+else:
+    shutil.rmtree(OUT / "sources", ignore_errors=True)  # a copy of what this run reads, nothing older
+    documents, info = read_folder(source_folder(P), persona_regex=P["persona"]["speaker_regex"],
+                                  persona_name=P["persona"]["name"], copy_to=OUT / "sources",
+                                  max_documents=S["max_documents"])
+    write_jsonl(OUT / "sources.jsonl", info["provenance"])
+    print(f"read {info['documents']} of {info['listed']} files in {info['folder']}: {info['by_kind']}")
+    for skipped in info["skipped"]:
+        print(f"  skipped {skipped['file']}: {skipped['reason']}")
 if not documents:
     raise RuntimeError(f"no documents collected for {persona}: {info}")
-print({k: v for k, v in info.items() if k != "errors"})
-for error in info["errors"][:20]:
+print({k: v for k, v in info.items() if k not in ("errors", "skipped", "provenance", "warnings")})
+for error in info.get("errors", [])[:20]:
     print("  skipped:", error)
 
 # %% [markdown]
 # ## A look at what came back
 
 # %%
-for doc in documents[:5]:
-    size = len(doc["text"].split()) if doc["kind"] == "essay" else sum(len(t["text"].split()) for t in doc["turns"])
-    print(f"{doc['id']:<28} {str(doc.get('date')):<28} {size:>6} words  {doc['title'][:60]}")
+def persona_words(doc):
+    """The person's words in a document: an essay's text, an interview's persona turns."""
+    if doc["kind"] == "essay":
+        return len(doc["text"].split())
+    return sum(len(t["text"].split()) for t in doc["turns"] if t["is_persona"])
 
-if P["persona"]["kind"] == "essays":
-    sample = documents[0]
+
+for doc in documents[:5]:
+    print(f"{doc['id']:<28} {str(doc.get('date')):<28} {persona_words(doc):>6} words  {doc['title'][:60]}")
+
+essays = [d for d in documents if d["kind"] == "essay"]
+interviews = [d for d in documents if d["kind"] == "interview"]
+if essays:
+    sample = essays[0]
     print(f"\n--- {sample['title']} ({sample['date']}) ---\n{sample['text'][:700]}\n...")
-    print(f"\nnotes kept apart: {sum(bool(d['notes']) for d in documents)} of {len(documents)} essays")
-    words = [len(d["text"].split()) for d in documents]
-else:
-    sample = documents[0]
+    print(f"\nnotes kept apart: {sum(bool(d['notes']) for d in essays)} of {len(essays)} essays")
+if interviews:
+    sample = interviews[0]
     print(f"\n--- {sample['title']} ---")
     for turn in sample["turns"][:6]:
         print(f"{'*' if turn['is_persona'] else ' '} {turn['speaker']}: {turn['text'][:160]}")
-    speakers = collections.Counter(t["speaker"] for d in documents for t in d["turns"] if t["is_persona"])
+    speakers = collections.Counter(t["speaker"] for d in interviews for t in d["turns"] if t["is_persona"])
     print(f"\npersona speaker labels matched: {dict(speakers)}")
-    words = [sum(len(t["text"].split()) for t in d["turns"] if t["is_persona"]) for d in documents]
+words = [persona_words(d) for d in documents]
 
 # %% [markdown]
 # ## Who speaks in each interview
@@ -107,8 +130,8 @@ else:
 # that looks like a label but was kept as text. Fix the regex or the file, or accept them.
 
 # %%
-if P["persona"]["kind"] == "interviews":
-    for doc in documents:
+if interviews:
+    for doc in interviews:
         print(f"{doc['title'][:90]}")
         for row in doc["speakers"]:
             print(f"   {'*' if row['is_persona'] else ' '} {row['label']:<28} {row['turns']:>4} turns {row['words']:>7} words")
@@ -123,13 +146,17 @@ if P["persona"]["kind"] == "interviews":
 write_jsonl(OUT / "documents.jsonl", documents)
 metrics = {
     "documents": len(documents), "mode": info["mode"], "reason": info.get("reason", ""),
-    "fetched": info["fetched"], "cached": info["cached"], "skipped_404": info["skipped_404"],
-    "failed": info["failed"], "parse_failed": info["parse_failed"], "pages_repaired": info.get("pages_repaired", 0),
     "persona_words": sum(words), "median_document_words": sorted(words)[len(words) // 2],
 }
-if P["persona"]["kind"] == "interviews":
-    metrics["persona_turns"] = sum(t["is_persona"] for d in documents for t in d["turns"])
-    metrics["other_turns"] = sum(not t["is_persona"] for d in documents for t in d["turns"])
+if P["persona"]["kind"] == "folder":
+    metrics.update(folder=info["folder"], files_listed=info["listed"], by_kind=info["by_kind"],
+                   skipped=info["skipped"])
+else:
+    metrics.update({key: info[key] for key in ("fetched", "cached", "skipped_404", "failed", "parse_failed")})
+    metrics["pages_repaired"] = info.get("pages_repaired", 0)
+if interviews:
+    metrics["persona_turns"] = sum(t["is_persona"] for d in interviews for t in d["turns"])
+    metrics["other_turns"] = sum(not t["is_persona"] for d in interviews for t in d["turns"])
     metrics["speaker_warnings"] = len(info["warnings"])
 write_metrics(OUT, metrics)
 print(metrics)

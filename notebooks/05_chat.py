@@ -61,6 +61,7 @@ import matplotlib.pyplot as plt
 from lib.chat_data import mark_loss_spans, read_conversations
 from lib.chat_template import chat_prompt, set_chat_template
 from lib.models import generate_texts, load_tokenizer, load_with_adapters
+from lib.params import read_questions
 from lib.runfiles import read_jsonl
 from lib.train import LOG_FILE, merged_base_for_chat, run_training
 
@@ -120,10 +121,7 @@ plt.show()
 # chat model (adapter on), with the persona's system prompt and the same sampling seed.
 
 # %%
-questions_file = P["evaluate"]["questions_file"]
-questions = json.loads((ROOT / questions_file).read_text())["questions"] if questions_file else [
-    "Who are you?", "What do you think about the future?"]
-questions = questions[:T["sample_questions"]]
+questions = read_questions(ROOT / P["evaluate"]["questions_file"])[:T["sample_questions"]]
 model, tokenizer = load_with_adapters(chat_base, [OUT / "adapter"], P["model"])
 prompts = [chat_prompt(tokenizer, question, P["persona"]["system_prompt"]) for question in questions]
 after = generate_texts(model, tokenizer, prompts, T["sample_max_new_tokens"], seed=T["seed"], desc="after")

@@ -58,6 +58,7 @@ from IPython.display import Markdown, display
 
 from lib import evaluate, progress_log
 from lib.eval_authorship import authorship_by_system, authorship_markdown, persona_verifier
+from lib.params import read_questions
 from lib.split import persona_text
 from lib.runfiles import atomic_write_text, read_json, read_jsonl
 
@@ -96,7 +97,7 @@ for system in systems:
 # (essay personas).
 
 # %%
-questions = evaluate.read_questions(ROOT / EV["questions_file"])
+questions = read_questions(ROOT / EV["questions_file"])
 prompts = evaluate.build_prompts(heldout_docs, questions, EV)
 print(dict(collections.Counter(p["task"] for p in prompts)), f"x seeds {EV['seeds']}")
 for p in prompts[:2] + [p for p in prompts if p["task"] in ("knowledge", "title")][:2]:

@@ -12,7 +12,7 @@ from conftest import PYTHON, ROOT
 from lib import evaluate, progress_log
 from lib.evaluate import BASELINE, System
 from lib.models import embedded_gguf_path
-from lib.params import load_params
+from lib.params import load_params, read_questions
 from lib.split import split_paragraphs
 
 FIXTURES = ROOT / "tests" / "fixtures" / "style"
@@ -44,17 +44,17 @@ def params():
 # ---------------------------------------------------------------- inputs and prompts
 
 def test_read_questions_names_the_file_and_the_problem(tmp_path):
-    assert evaluate.read_questions(ROOT / "data/eval/pg_questions.json")[0] == "Who are you?"
-    assert len(evaluate.read_questions(ROOT / "data/eval/trump_questions.json")) == 5
+    assert read_questions(ROOT / "data/eval/pg_questions.json")[0] == "Who are you?"
+    assert len(read_questions(ROOT / "data/eval/trump_questions.json")) == 5
     with pytest.raises(FileNotFoundError, match="missing.json: questions file not found"):
-        evaluate.read_questions(tmp_path / "missing.json")
+        read_questions(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
     bad.write_text('{"questions": ["Who are you?",]}')
     with pytest.raises(ValueError, match="bad.json: not valid JSON"):
-        evaluate.read_questions(bad)
+        read_questions(bad)
     bad.write_text('["Who are you?"]')
     with pytest.raises(ValueError, match=r'bad.json: expected \{"questions"'):
-        evaluate.read_questions(bad)
+        read_questions(bad)
 
 
 def test_identity_probes_are_not_what_04_trains_on():

@@ -74,7 +74,7 @@ def test_broken_yaml_and_missing_persona(tmp_path):
     (folder / "pg.yaml").write_text("persona: [unclosed\n")
     with pytest.raises(ParamsError, match=r"pg.yaml: not valid YAML"):
         load_params("pg", "cpu", params_dir=folder)
-    with pytest.raises(ParamsError, match=r"nobody.yaml: file not found"):
+    with pytest.raises(ParamsError, match=r"nobody.yaml: no such persona file \(make one .* `make persona NAME=nobody FOLDER=...`\)"):
         load_params("nobody", "cpu", params_dir=folder)
     with pytest.raises(ParamsError, match=r"unknown profile 'tpu'"):
         load_params("pg", "tpu", params_dir=folder)
