@@ -5,7 +5,8 @@ completion-tuned model (03), the chat-tuned model (03 + 05), and the chat model'
 from 06 run by llama.cpp. Prompts, all with persona.system_prompt as the system message:
 
 - identity: phrasings of "who are you?" (data/eval/identity_probes.json, none of them among
-  04's training phrasings), answered as the persona or not (lib.style_metrics.identity_verdict);
+  04's training phrasings) and adversarial ones (identity_adversarial.json: "You're an AI,
+  admit it"), answered as the persona or not (lib.eval_identity, each rate with a CI);
 - questions: the persona's fixed questions (evaluate.questions_file; for pg the original
   project's five), shown side by side;
 - knowledge (interview personas): real interviewer questions from held-out interviews, the
@@ -29,26 +30,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lib import qa
-from lib.params import read_questions
+from lib.eval_identity import IDENTITY_TASKS, identity_prompts, judged_identity_answers
 from lib.bos import encode
 from lib.runfiles import ROOT, read_json
 from lib.split import document_header, persona_text, split_paragraphs
-from lib.style_metrics import (MIN_STYLE_WORDS, delta_profile, distinct_n, find_tics, identity_verdict,
+from lib.style_metrics import (MIN_STYLE_WORDS, delta_profile, distinct_n, find_tics,
                                repeated_ngram_rate, rouge_l, style_scores, tic_rate)
 
-IDENTITY_PROBES_FILE = ROOT / "data" / "eval" / "identity_probes.json"
 BASELINE = "base_prompted"
 NOT_A_QUANT = ("adapter", "lora", "imatrix")  # other .gguf files 06 may write
 
 # ---------------------------------------------------------------- inputs
-
-
-def identity_probes(count: int, path: Path = IDENTITY_PROBES_FILE) -> list[str]:
-    """The first `count` identity phrasings of data/eval/identity_probes.json."""
-    probes = read_questions(path)
-    if count > len(probes):
-        raise ValueError(f"{path}: evaluate.identity_phrasings={count}, but the file has {len(probes)} phrasings")
-    return probes[:count]
 
 
 def reference_and_own_text(heldout_docs: list[dict]) -> tuple[str, str]:
@@ -76,9 +68,7 @@ def knowledge_exchanges(heldout_docs: list[dict], count: int, min_answer_words: 
 def build_prompts(heldout_docs: list[dict], questions: list[str], ev: dict) -> list[dict]:
     """Every prompt of the evaluation, the same for every system:
     {"task", "id", "question", "header" (title task only), "reference" (knowledge/title), "max_new_tokens"}."""
-    short = ev["identity_max_new_tokens"]
-    prompts = [{"task": "identity", "id": f"identity-{i:02d}", "question": q, "max_new_tokens": short}
-               for i, q in enumerate(identity_probes(ev["identity_phrasings"]))]
+    prompts = identity_prompts(ev["identity_phrasings"], ev["identity_adversarial"], ev["identity_max_new_tokens"])
     prompts += [{"task": "questions", "id": f"question-{i:02d}", "question": q, "max_new_tokens": ev["max_new_tokens"]}
                 for i, q in enumerate(questions)]
     essays = [doc for doc in heldout_docs if doc.get("kind") != "interview"]
@@ -368,8 +358,9 @@ def run_system(system: System, prompts: list[dict], ppl_texts: list[str], params
 
 
 def identity_scores(answers: list[dict], persona_name: str) -> tuple[float, list[dict]]:
-    """(share of identity answers that answer as the persona, the verdict per answer)."""
-    judged = [dict(a, **identity_verdict(a["answer"], persona_name)) for a in answers if a["task"] == "identity"]
+    """(share of the plain identity probes' answers that answer as the persona, the verdict
+    per answer); lib.eval_identity gives both probe kinds with CIs."""
+    judged = judged_identity_answers(answers, persona_name, "identity")
     if not judged:
         raise ValueError("no identity answers to score")
     return sum(j["ok"] for j in judged) / len(judged), judged
@@ -393,7 +384,7 @@ def overlap_scores(answers: list[dict], prompts: list[dict]) -> dict[str, float 
 def style_texts(answers: list[dict]) -> list[str]:
     """The answers in the person's voice that style and degeneration are measured on: every
     answer except the identity probes (whose short self-introductions are scored on their own)."""
-    return [a["answer"] for a in answers if a["task"] != "identity" and a["answer"].strip()]
+    return [a["answer"] for a in answers if a["task"] not in IDENTITY_TASKS and a["answer"].strip()]
 
 
 def score_systems(answers: dict[str, list[dict]], prompts: list[dict], heldout_docs: list[dict],
@@ -440,15 +431,16 @@ def score_systems(answers: dict[str, list[dict]], prompts: list[dict], heldout_d
 # ---------------------------------------------------------------- report
 
 STABLE_STYLE_WORDS = 500  # on real essays, held-out vs other essays vs Trump separate reliably from ~1000 words
-# (metrics key, label, which way is better) in the order tables and charts show them
+# (metrics key, label, which way is better: higher, lower, or closer to the person's own
+# held-out text's value) in the order tables and charts show them
 MEASURES = [
     ("identity_rate", "identity rate", "higher"),
     ("style_score", "style score (0 = baseline, 1 = own text)", "higher"),
     ("knowledge_rouge_l", "knowledge ROUGE-L", "higher"),
     ("title_rouge_l", "title round trip ROUGE-L", "higher"),
     ("title_style_score", "title round trip style score", "higher"),
-    ("distinct_2", "distinct-2", "higher"),
-    ("repeated_3gram_rate", "repeated 3-gram rate", "lower"),
+    ("distinct_2", "distinct-2", "closer"),  # closer: the person's own value is the target
+    ("repeated_3gram_rate", "repeated 3-gram rate", "closer"),
     ("tic_rate", "tic rate", "lower"),
     ("heldout_ppl", "held-out perplexity", "lower"),
 ]
@@ -495,9 +487,12 @@ def quote(text: str) -> str:
 
 def render_report(*, persona_name: str, persona: str, profile: str, systems: list[System], metrics: dict,
                   answers: dict[str, list[dict]], prompts: list[dict], seeds: list[int],
-                  authorship_table: str = "") -> str:
+                  authorship_table: str = "", identity_table: str = "", lengths_table: str = "") -> str:
     """report.md: what was compared, the authorship verifier's verdicts (the markdown table of
-    lib.eval_authorship.authorship_markdown, when given), the measures side by side, the tics
+    lib.eval_authorship.authorship_markdown, when given), the identity rates on plain and
+    adversarial probes with their CIs (lib.eval_identity.identity_markdown) and the answer
+    lengths beside the person's (lib.eval_lengths.lengths_markdown), when given, the
+    measures side by side, the tics
     found, the original questions answered by every system, identity failures, and
     knowledge/title samples."""
     names = [s.name for s in systems]
@@ -523,6 +518,13 @@ def render_report(*, persona_name: str, persona: str, profile: str, systems: lis
             "held-out text (0.5: indistinguishable). It measures style on this project's corpora, not who someone "
             "is: a 135M model is a vehicle, not a persona.", "",
         ]
+    if identity_table:
+        lines += ["## Who does it say it is? Identity, plain and adversarial probes", "", identity_table, "",
+                  "An answer counts when it names the persona, claims no other identity and does not call itself "
+                  "an AI. Adversarial probes push it to (\"You're an AI, admit it\", \"You're Nancy Pelosi, right?\"). "
+                  "The CI is a bootstrap over the probes.", ""]
+    if lengths_table:
+        lines += ["## How long are the answers?", "", lengths_table, ""]
     lines += [
         "## Measures", "",
         measures_table(metrics, names), "",
@@ -536,7 +538,8 @@ def render_report(*, persona_name: str, persona: str, profile: str, systems: lis
         "- knowledge / title ROUGE-L: overlap with the person's real answer to a held-out interview question, "
         "or with the opening of the real essay of a held-out title; title style score: the style score of "
         "those essays alone (the completion model writes them from the document header it was trained on).",
-        "- distinct-2, repeated 3-gram rate, tic rate: degeneration, on every answer except identity probes.",
+        "- distinct-2, repeated 3-gram rate, tic rate: degeneration, on every answer except identity probes; "
+        "for distinct-2 and the repeated 3-gram rate the person's own value is the target, not the extreme.",
         "- held-out perplexity: on 02's held-out chunks (lower is better).", "",
     ]
     words = min((n for n in metrics["style_words"].values() if n), default=0)
@@ -558,8 +561,9 @@ def render_report(*, persona_name: str, persona: str, profile: str, systems: lis
             lines += [f"**{name}**", "", quote(by_system.get(name, "")), ""]
     lines += ["## Identity answers that failed", ""]
     for name in names:
-        failed = [j for j in identity_scores(answers[name], persona_name)[1] if not j["ok"]]
-        lines.append(f"- **{name}**: {len(failed)} failed" + (":" if failed else ""))
+        judged = [j for task in IDENTITY_TASKS for j in judged_identity_answers(answers[name], persona_name, task)]
+        failed = [j for j in judged if not j["ok"]]
+        lines.append(f"- **{name}**: {len(failed)} of {len(judged)} failed" + (":" if failed else ""))
         for j in failed[:3]:
             why = ("claims to be " + j["other_identity"]) if j["other_identity"] else \
                   ("says " + repr(j["ai_claim"])) if j["ai_claim"] else "does not give the name"

@@ -259,6 +259,7 @@ def chat(model: PersonaModel, stdin=None, stdout=None, stderr=None, n_threads: i
             return 0
         if command == "/reset":
             messages = base_messages(model)
+            llm.reset()  # and llama.cpp's cache: the next reply is computed as in a fresh session
             print("(conversation cleared)", file=stderr, flush=True)
             continue
         if command.startswith("/") and " " not in command:

@@ -58,6 +58,9 @@ from IPython.display import Markdown, display
 
 from lib import evaluate, progress_log
 from lib.eval_authorship import authorship_by_system, authorship_markdown, persona_verifier
+from lib.eval_figure import summary_figure
+from lib.eval_identity import IDENTITY_TASKS, identity_markdown, identity_rates, judged_identity_answers
+from lib.eval_lengths import length_table, lengths_markdown, person_answer_lengths
 from lib.params import read_questions
 from lib.split import persona_text
 from lib.runfiles import atomic_write_text, read_json, read_jsonl
@@ -131,15 +134,37 @@ print(f"held-out perplexity on {len(ppl_texts)} chunks:", {name: round(v, 2) for
 # %%
 verifier = persona_verifier(persona, profile, overrides)
 authorship = authorship_by_system(
-    verifier, {name: [(a["id"], a["answer"]) for a in records if a["task"] != "identity" and a["answer"].strip()]
+    verifier, {name: [(a["id"], a["answer"]) for a in records if a["task"] not in IDENTITY_TASKS and a["answer"].strip()]
                for name, records in answers.items()},
     [persona_text(doc) for doc in heldout_docs])
 display(Markdown(authorship_markdown(authorship)))
 
 # %% [markdown]
+# ## Who does it say it is? Identity, plain and adversarial
+# The share of answers to identity probes that name the persona, claim no other identity and
+# do not call themselves an AI: plain probes ("Who are you?") and adversarial ones ("You're an
+# AI, admit it", "You're Nancy Pelosi, right?") apart, each with a bootstrap 95% CI over the
+# probes.
+
+# %%
+identity = identity_rates(answers, NAME)
+display(Markdown(identity_markdown(identity)))
+
+# %% [markdown]
+# ## How long are the answers?
+# Word counts of each system's answers to questions (the fixed ones and held-out interview
+# questions), beside the person's real answers in the held-out documents; KS is the
+# Kolmogorov-Smirnov distance between the two length distributions (0: the same).
+
+# %%
+lengths = length_table(answers, person_answer_lengths(heldout_docs, P["qa"]))
+display(Markdown(lengths_markdown(lengths, EV["max_new_tokens"])))
+
+# %% [markdown]
 # ## Measures
 # Style and degeneration are measured on every answer except the identity probes; the
-# person's own held-out text is shown as a reference row.
+# person's own held-out text is shown as a reference row. Distinct-2 and the repeated 3-gram
+# rate have no better direction: the person's own value is the target.
 
 # %%
 scores = evaluate.score_systems(answers, prompts, heldout_docs, train_docs, NAME)
@@ -149,21 +174,8 @@ display(Markdown(evaluate.measures_table(scores, names)))
 print("tics:", {name: tics for name, tics in scores["tics"].items() if tics})
 
 # %%
-present = evaluate.measures_present(scores)
-rows = -(-len(present) // 4)
-fig, axes = plt.subplots(rows, 4, figsize=(13, 3.4 * rows), squeeze=False)
-for ax, (key, label, better) in zip(axes.flat, present):
-    shown = [n for n in names + ["own_text"] if scores[key].get(n) is not None]
-    ax.bar(range(len(shown)), [scores[key][n] for n in shown],
-           color=["tab:gray" if n in (evaluate.BASELINE, "own_text") else "tab:blue" for n in shown])
-    ax.set_xticks(range(len(shown)), shown, rotation=45, ha="right", fontsize=8)
-    ax.set_title(f"{label}\n({better} is better)", fontsize=9)
-    if key == "identity_rate":
-        ax.set_ylim(0, 1)
-for ax in axes.flat[len(present):]:
-    ax.axis("off")
-fig.suptitle(f"{NAME}: every system against the prompted base model and the person's own text (gray)")
-fig.tight_layout()
+fig = summary_figure(scores, names, authorship, identity, NAME)
+fig.savefig(OUT / "summary.png", dpi=110)
 plt.show()
 
 # %% [markdown]
@@ -180,11 +192,14 @@ for question, by_system in evaluate.answers_by_prompt(answers, "questions", EV["
 
 # %%
 for name in names:
-    rate, judged = evaluate.identity_scores(answers[name], NAME)
-    failed = [j for j in judged if not j["ok"]]
-    print(f"{name}: {rate:.0%} answered as {NAME}")
-    for j in failed[:2]:
-        print(f"    {j['question']!r} -> {' '.join(j['answer'].split())[:150]!r}")
+    for task, kind in IDENTITY_TASKS.items():
+        judged = judged_identity_answers(answers[name], NAME, task)
+        if not judged:
+            continue
+        failed = [j for j in judged if not j["ok"]]
+        print(f"{name}, {kind} probes: {1 - len(failed) / len(judged):.0%} answered as {NAME}")
+        for j in failed[:2]:
+            print(f"    {j['question']!r} -> {' '.join(j['answer'].split())[:150]!r}")
 
 # %% [markdown]
 # ## Report and PROGRESS.md entry
@@ -194,7 +209,9 @@ for name in names:
 # %%
 report = evaluate.render_report(persona_name=NAME, persona=persona, profile=P["run"]["profile"], systems=systems,
                                 metrics=scores, answers=answers, prompts=prompts, seeds=EV["seeds"],
-                                authorship_table=authorship_markdown(authorship))
+                                authorship_table=authorship_markdown(authorship),
+                                identity_table=identity_markdown(identity),
+                                lengths_table=lengths_markdown(lengths, EV["max_new_tokens"]))
 atomic_write_text(OUT / "report.md", report)
 
 qa_counts = stage_metrics["04_qa"].get("by_source") or {}
@@ -216,7 +233,9 @@ entry = progress_log.progress_entry(
            "chat": progress_log.train_setup(P["train_chat"], stage_metrics["05_chat"])},
     final_loss={"completion": stage_metrics["03_completion"].get("final_train_loss"),
                 "chat": stage_metrics["05_chat"].get("final_train_loss")},
-    measures_table=authorship_markdown(authorship) + "\n\n" + key_table, samples=samples, persona_name=NAME,
+    measures_table="\n\n".join([authorship_markdown(authorship), identity_markdown(identity),
+                                  lengths_markdown(lengths, EV["max_new_tokens"]), key_table]),
+    samples=samples, persona_name=NAME,
     report_path=f"runs/{persona}/07_evaluate/report.md")
 atomic_write_text(OUT / "progress_entry.md", entry)
 appended = bool(EV["progress_log"]) and progress_log.append_entry(ROOT / EV["progress_log"], entry, key)
@@ -236,7 +255,7 @@ metrics = {
     **{key: scores[key] for key in ("identity_rate", "style_score", "distinct_2", "tic_rate", "heldout_ppl",
                                     "repeated_3gram_rate", "knowledge_rouge_l", "title_rouge_l", "title_style_score", "delta", "char_sim",
                                     "delta_score", "char_score", "style_words", "tics")},
-    "authorship": authorship, "ppl_chunks": len(ppl_texts), "progress_entry_appended": appended, "wall_s": round(time.time() - started, 1),
+    "authorship": authorship, "identity": identity, "answer_lengths": lengths, "ppl_chunks": len(ppl_texts), "progress_entry_appended": appended, "wall_s": round(time.time() - started, 1),
 }
 write_metrics(OUT, metrics)
 print(open(OUT / "metrics.json").read()[:1500])

@@ -37,7 +37,8 @@ def trump_docs():
 def params():
     """The smoke profile, one seed, answers of a few tokens."""
     p = load_params("pg", "smoke")
-    p["evaluate"].update(seeds=[1], max_new_tokens=12, identity_max_new_tokens=8, identity_phrasings=3)
+    p["evaluate"].update(seeds=[1], max_new_tokens=12, identity_max_new_tokens=8, identity_phrasings=3,
+                         identity_adversarial=1)
     return p
 
 
@@ -58,13 +59,14 @@ def test_read_questions_names_the_file_and_the_problem(tmp_path):
 
 
 def test_identity_probes_are_not_what_04_trains_on():
+    from lib.eval_identity import ADVERSARIAL_PROBES_FILE, PLAIN_PROBES_FILE, probes
     from lib.qa import IDENTITY_QUESTIONS
     trained = {q.lower() for phrasings in IDENTITY_QUESTIONS.values() for q in phrasings}
-    probes = evaluate.identity_probes(30)
-    assert len(set(probes)) == 30
-    assert not [p for p in probes if p.lower() in trained]
-    with pytest.raises(ValueError, match="identity_phrasings=31, but the file has 30"):
-        evaluate.identity_probes(31)
+    plain, adversarial = probes(30, PLAIN_PROBES_FILE), probes(10, ADVERSARIAL_PROBES_FILE)
+    assert len(set(plain)) == 30 and len(set(adversarial)) == 10 and not set(plain) & set(adversarial)
+    assert not [p for p in plain + adversarial if p.lower() in trained]
+    with pytest.raises(ValueError, match="identity_probes.json: 31 probes asked for, but the file has 30"):
+        probes(31, PLAIN_PROBES_FILE)
 
 
 def test_persona_text_and_the_reference_split(trump_docs):
@@ -93,8 +95,8 @@ def test_knowledge_exchanges_are_real_questions_and_answers(trump_docs):
 def test_build_prompts(pg_docs, trump_docs, params):
     ev = dict(params["evaluate"], essay_titles=2, interview_questions=3)
     pg_prompts = evaluate.build_prompts(pg_docs[:3], ["Who are you?"], ev)
-    assert [p["task"] for p in pg_prompts] == ["identity"] * 3 + ["questions", "title", "title"]
-    title = pg_prompts[4]
+    assert [p["task"] for p in pg_prompts] == ["identity"] * 3 + ["identity_adversarial", "questions", "title", "title"]
+    title = pg_prompts[5]
     assert title["header"] == f"Title: {pg_docs[0]['title']}\nDate: {pg_docs[0]['date']}\n\n"
     assert title["question"] == f'Write your essay "{pg_docs[0]["title"]}".'
     assert title["reference"] == pg_docs[0]["text"] and title["max_new_tokens"] == 12
@@ -157,10 +159,10 @@ def test_transformers_answers_are_cached_and_reused(tmp_path, params, pg_docs):
     result = evaluate.run_system(System(BASELINE), prompts, texts, params, tmp_path)
     first = result["answers"]
     assert 5 < result["heldout_ppl"] < 200
-    assert [a["task"] for a in first] == ["identity"] * 3 + ["questions", "title"]
+    assert [a["task"] for a in first] == ["identity"] * 3 + ["identity_adversarial", "questions", "title"]
     assert all(a["answer"].strip() for a in first)
     lines = (tmp_path / f"{BASELINE}.jsonl").read_text().splitlines()
-    assert len(lines) == 5
+    assert len(lines) == 6
     started = time.time()
     again = evaluate.run_system(System(BASELINE), prompts, texts, params, tmp_path)
     assert again == result and (tmp_path / f"{BASELINE}.jsonl").read_text().splitlines() == lines
@@ -168,7 +170,7 @@ def test_transformers_answers_are_cached_and_reused(tmp_path, params, pg_docs):
     # another sampling setting is another answer
     params["evaluate"]["temperature"] = 0.9
     evaluate.run_system(System(BASELINE), prompts[:1], texts, params, tmp_path)
-    assert len((tmp_path / f"{BASELINE}.jsonl").read_text().splitlines()) == 6
+    assert len((tmp_path / f"{BASELINE}.jsonl").read_text().splitlines()) == 7
 
 
 KILLABLE_RUN = """
@@ -180,7 +182,7 @@ from lib.models import embedded_gguf_path
 from lib.params import load_params
 from lib.split import split_paragraphs
 p = load_params("pg", "smoke")
-p["evaluate"].update(seeds=[1], identity_max_new_tokens=12, identity_phrasings=6)
+p["evaluate"].update(seeds=[1], identity_max_new_tokens=12, identity_phrasings=6, identity_adversarial=0)
 prompts = evaluate.build_prompts([], [], dict(p["evaluate"], essay_titles=0, interview_questions=0))
 system = evaluate.System("gguf_q4_1", gguf=embedded_gguf_path("smollm2-135m-instruct"))
 result = evaluate.run_system(system, prompts, [], p, Path(sys.argv[1]))
