@@ -35,13 +35,11 @@ turns it into (question, answer) conversations.
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import json
 import re
 import sys
 from datetime import datetime
-from pathlib import Path
 
 from lib.transcripts import (TranscriptError, decode_text, file_name_of, slugify, speaker_table,
                              speaker_warnings)
@@ -321,33 +319,11 @@ def parse_chat(data, *, persona_regex: str, source: str, persona_name: str = "")
 
 def main(argv=None) -> int:
     """python -m lib.chats parse FILE... --persona REGEX [--speakers]: one JSON object per
-    turn (or per speaker); warnings go to stderr as "warning: FILE: ..." lines."""
-    parser = argparse.ArgumentParser(prog="python -m lib.chats", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_parse = sub.add_parser("parse", help="parse chat exports, print one JSON line per turn")
-    p_parse.add_argument("files", nargs="+")
-    p_parse.add_argument("--persona", required=True, help="regex matching the person's sender name")
-    p_parse.add_argument("--speakers", action="store_true", help="one JSON line per sender instead of per turn")
-    args = parser.parse_args(argv)
-    try:
-        re.compile(args.persona)
-    except re.error as err:
-        print(f"error: --persona {args.persona!r} is not a valid regex: {err}", file=sys.stderr)
-        return 2
-    failed = 0
-    for file in args.files:
-        try:
-            doc = parse_chat(Path(file).read_bytes(), persona_regex=args.persona, source=file)
-        except (OSError, ValueError) as err:
-            failed += 1
-            message = str(err) if str(file) in str(err) else f"{file}: {err}"
-            print(f"error: {message}", file=sys.stderr)
-            continue
-        for warning in doc["warnings"]:
-            print(f"warning: {warning}", file=sys.stderr)
-        for row in doc["speakers"] if args.speakers else doc["turns"]:
-            print(json.dumps({"file": file, **row}, ensure_ascii=False), flush=True)
-    return 1 if failed else 0
+    turn (or per sender); warnings go to stderr as "warning: FILE: ..." lines."""
+    from lib.transcripts import parse_files_cli
+
+    return parse_files_cli(argv, prog="python -m lib.chats", description=__doc__.split("\n\n")[0],
+                           parse=parse_chat, what="chat exports")
 
 
 if __name__ == "__main__":

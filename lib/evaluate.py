@@ -32,7 +32,7 @@ from pathlib import Path
 from lib import qa
 from lib.eval_identity import IDENTITY_TASKS, identity_prompts, judged_identity_answers
 from lib.bos import encode
-from lib.runfiles import ROOT, read_json
+from lib.runfiles import read_json
 from lib.split import document_header, persona_text, split_paragraphs
 from lib.style_metrics import (MIN_STYLE_WORDS, delta_profile, distinct_n, find_tics,
                                repeated_ngram_rate, rouge_l, style_scores, tic_rate)

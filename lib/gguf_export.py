@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
 import json
 import os
 import shutil
@@ -398,15 +397,6 @@ def gguf_metadata(path: Path) -> dict:
             value = f"[{len(value)} items]"
         meta[field.name] = value
     return meta
-
-
-def file_digest(path: Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file (adapters, to tell whether a stage's inputs changed)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def reset_if_inputs_changed(out_dir: Path, inputs: dict, keep: tuple = ()) -> bool:

@@ -24,7 +24,6 @@ provenance (file, sha256, bytes, kind, document id) is returned for sources.json
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import shutil
@@ -32,6 +31,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from lib.runfiles import file_sha256
 from lib.transcripts import TranscriptError, decode_text, parse_date, parse_transcript, slugify
 
 DOCUMENT_SUFFIXES = (".md", ".markdown", ".html", ".htm", ".pdf", ".txt")
@@ -265,15 +265,6 @@ def read_file(path: Path, rel: str, doc_id: str, *, persona_regex: str, persona_
 
 # ---------------------------------------------------------------------------------------
 # a folder
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def read_folder(folder, *, persona_regex: str = "", persona_name: str = "", copy_to=None,
                 max_documents: int = 0, log=print) -> tuple[list[dict], dict]:

@@ -18,6 +18,17 @@ ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("01_scrape", "02_split", "03_completion", "04_qa", "05_chat", "06_quantize", "07_evaluate")
 
 
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in chunks (the one file digest of the project)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def runs_root() -> Path:
     return Path(os.environ.get("RUNS_DIR", ROOT / "runs"))
 

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from lib.params import ParamsError, load_params
-from lib.runfiles import ROOT, STAGES, atomic_write_text, results_root, runs_root, stage_dir
+from lib.runfiles import ROOT, STAGES, atomic_write_text, file_sha256 as file_digest, results_root, runs_root, stage_dir
 
 NOTEBOOKS = ROOT / "notebooks"
 
@@ -99,10 +99,6 @@ def check_notebook(stage: str) -> None:
     if problem:
         raise RuntimeError(f"{problem}; run `make notebooks` to regenerate every .ipynb from its .py "
                            "(jupytext --to ipynb), then run again")
-
-
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def lib_imports(path: Path) -> set[str]:

@@ -49,7 +49,7 @@ import time
 from pathlib import Path
 
 from lib.models import pick_backend, resolve_model
-from lib.runfiles import ROOT, atomic_folder, read_json, read_jsonl, write_json, write_jsonl
+from lib.runfiles import ROOT, atomic_folder, file_sha256, read_json, read_jsonl, write_json, write_jsonl
 
 KINDS = {"completion": "train_completion", "chat": "train_chat"}
 SUMMARY_FILE = "train_summary.json"
@@ -524,14 +524,6 @@ def train_lora(records: list[dict], out_dir: Path, train_params: dict, model_par
     return summary
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def merged_base_for_chat(model_params: dict, completion_adapter: Path, out_dir: Path) -> Path:
     """05's starting model: the base with 03's adapter merged in 16 bit, in out_dir/base
     (merged once; again when 03's adapter changes, which also discards the checkpoints
@@ -542,7 +534,7 @@ def merged_base_for_chat(model_params: dict, completion_adapter: Path, out_dir: 
     weights = completion_adapter / "adapter_model.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: 03's adapter is missing; run 03_completion first")
-    source = {"base": model_params["base"], "adapter": str(completion_adapter), "adapter_sha256": file_digest(weights)}
+    source = {"base": model_params["base"], "adapter": str(completion_adapter), "adapter_sha256": file_sha256(weights)}
     merged = out_dir / "base"
     marker = merged / "merged_from.json"
     if marker.is_file() and read_json(marker) == source:

@@ -842,14 +842,17 @@ def collect_interviews(*, urls, cache_dir, snapshot_dir, offline: bool = False, 
 # ---------------------------------------------------------------------------------------
 # command line
 
-def main(argv=None) -> int:
-    """python -m lib.transcripts parse FILE... --persona REGEX [--speakers]: one JSON object per
-    turn (or per speaker); warnings go to stderr as "warning: FILE: ..." lines."""
-    parser = argparse.ArgumentParser(prog="python -m lib.transcripts", description=__doc__.split("\n\n")[0])
+def parse_files_cli(argv, *, prog: str, description: str, parse, what: str) -> int:
+    """The `parse FILE... --persona REGEX [--speakers]` command of a speaker-turn reader
+    (transcripts here, chats in lib.chats): parse(bytes, persona_regex=, source=) -> a
+    document; one JSON object per turn (or per speaker) on stdout, warnings on stderr as
+    "warning: FILE: ..." lines, a per-file error that does not stop the other files; exit 1
+    when a file failed, 2 for a bad regex."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_parse = sub.add_parser("parse", help="parse transcript files, print one JSON line per turn")
+    p_parse = sub.add_parser("parse", help=f"parse {what}, print one JSON line per turn")
     p_parse.add_argument("files", nargs="+")
-    p_parse.add_argument("--persona", required=True, help="regex matching the persona's speaker labels")
+    p_parse.add_argument("--persona", required=True, help="regex matching the persona's speaker labels / sender")
     p_parse.add_argument("--speakers", action="store_true",
                          help="print one JSON line per speaker (label, turns, words, is_persona) instead of per turn")
     args = parser.parse_args(argv)
@@ -861,7 +864,7 @@ def main(argv=None) -> int:
     failed = 0
     for file in args.files:
         try:
-            doc = parse_transcript(Path(file).read_bytes(), persona_regex=args.persona, source=file)
+            doc = parse(Path(file).read_bytes(), persona_regex=args.persona, source=file)
         except (OSError, ValueError) as err:
             failed += 1
             message = str(err) if str(file) in str(err) else f"{file}: {err}"
@@ -872,6 +875,13 @@ def main(argv=None) -> int:
         for row in doc["speakers"] if args.speakers else doc["turns"]:
             print(json.dumps({"file": file, **row}, ensure_ascii=False), flush=True)
     return 1 if failed else 0
+
+
+def main(argv=None) -> int:
+    """python -m lib.transcripts parse FILE... --persona REGEX [--speakers]: one JSON object per
+    turn (or per speaker); warnings go to stderr as "warning: FILE: ..." lines."""
+    return parse_files_cli(argv, prog="python -m lib.transcripts", description=__doc__.split("\n\n")[0],
+                           parse=parse_transcript, what="transcript files")
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ from lib import gguf_export as gx
 from lib import quant_gate as gate
 from lib.modelfile import build_modelfile, write_modelfile
 from lib.models import merge_adapters_16bit, pick_backend, resolve_model, tokenizer_folder
-from lib.runfiles import read_jsonl, write_json
+from lib.runfiles import file_sha256, read_jsonl, write_json
 
 Q = P["quantize"]
 split_dir = require_stage(persona, "02_split")
@@ -80,8 +80,8 @@ print(f"quantize params: {Q}")
 # does not, a killed run resumes and reuses every finished file).
 inputs = {
     "base": P["model"]["base"], "llama_cpp_python": gx.llama_cpp_version(),
-    "adapters": {a.parent.name: gx.file_digest(a / "adapter_model.safetensors") for a in adapters},
-    "exporter": gx.file_digest(ROOT / "lib" / "gguf_export.py"),
+    "adapters": {a.parent.name: file_sha256(a / "adapter_model.safetensors") for a in adapters},
+    "exporter": file_sha256(ROOT / "lib" / "gguf_export.py"),
     "quantize": {k: Q[k] for k in ("levels", "imatrix", "imatrix_chunks", "eval_chunk_tokens")},
 }
 if gx.reset_if_inputs_changed(OUT, inputs):

@@ -3,7 +3,6 @@ built from the committed snapshots; see its PROVENANCE.md)."""
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 

@@ -1,6 +1,5 @@
 """The runner: skip-if-unchanged, FORCE, failed stages, secrets kept out of every output."""
 import json
-import os
 import subprocess
 
 import nbformat

@@ -1,5 +1,4 @@
 """02 split on real essays and interviews, with the real SmolLM2 tokenizer."""
-import json
 from pathlib import Path
 
 import pytest

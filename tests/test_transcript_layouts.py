@@ -3,7 +3,6 @@ cases), their unseen siblings, and the warnings that keep other people's words o
 persona's turns."""
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 
