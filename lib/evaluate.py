@@ -487,11 +487,13 @@ def quote(text: str) -> str:
 
 def render_report(*, persona_name: str, persona: str, profile: str, systems: list[System], metrics: dict,
                   answers: dict[str, list[dict]], prompts: list[dict], seeds: list[int],
-                  authorship_table: str = "", identity_table: str = "", lengths_table: str = "") -> str:
+                  authorship_table: str = "", identity_table: str = "", lengths_table: str = "",
+                  judge_table: str = "") -> str:
     """report.md: what was compared, the authorship verifier's verdicts (the markdown table of
     lib.eval_authorship.authorship_markdown, when given), the identity rates on plain and
     adversarial probes with their CIs (lib.eval_identity.identity_markdown) and the answer
-    lengths beside the person's (lib.eval_lengths.lengths_markdown), when given, the
+    lengths beside the person's (lib.eval_lengths.lengths_markdown), when given, the blind
+    pairwise judge's verdicts (lib.eval_judge.judge_markdown, when evaluate.judge is on), the
     measures side by side, the tics
     found, the original questions answered by every system, identity failures, and
     knowledge/title samples."""
@@ -525,6 +527,19 @@ def render_report(*, persona_name: str, persona: str, profile: str, systems: lis
                   "The CI is a bootstrap over the probes.", ""]
     if lengths_table:
         lines += ["## How long are the answers?", "", lengths_table, ""]
+    if judge_table:
+        lines += ["## Would a judge take it for the person? Blind pairwise judge", "", judge_table, "",
+                  "On each held-out prompt with a real answer (interview questions: the person's real answer; essay "
+                  "titles: the real essay's opening, cut to the answer's length) a judge model sees the question and "
+                  "two answers in a seeded random order, the person's real one and the system's, and says which is the "
+                  "real person's (lib/eval_judge.py). \"Passes as the person\" is the share of verdicts that pick the "
+                  "system's answer: 0.5 = the judge cannot tell them apart. The share of verdicts saying \"A\" checks "
+                  "position bias (0.5 when the judge is not guessing by position). The CIs are bootstraps over the "
+                  "questions; unparsed replies are counted, never guessed.", "",
+                  "A verdict is only as good as the judge: with the embedded 135M model (evaluate.judge_base_url: "
+                  "null) the verdicts mean nothing, the run only tests the mechanics. For verdicts that mean "
+                  "something, use a strong model via evaluate.judge_base_url (with judge_model and "
+                  "judge_api_key_env).", ""]
     lines += [
         "## Measures", "",
         measures_table(metrics, names), "",

@@ -258,6 +258,12 @@ def check_values(params: dict, persona_file: Path) -> None:
     env_name = params["qa"]["api_key_env"]
     if env_name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env_name):
         fail("qa.api_key_env", "must be the NAME of an environment variable, not a key")
+    env_name = params["evaluate"]["judge_api_key_env"]
+    if env_name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env_name):
+        fail("evaluate.judge_api_key_env", "must be the NAME of an environment variable, not a key")
+    for key in ("judge_max_tokens", "judge_concurrency"):
+        if params["evaluate"][key] < 1:
+            fail(f"evaluate.{key}", f"must be at least 1, got {params['evaluate'][key]}")
     for level in params["quantize"]["levels"]:
         if level not in QUANT_LEVELS:
             fail("quantize.levels", f"has unknown level {level!r} (known: {', '.join(QUANT_LEVELS)})")

@@ -161,6 +161,59 @@ lengths = length_table(answers, person_answer_lengths(heldout_docs, P["qa"]))
 display(Markdown(lengths_markdown(lengths, EV["max_new_tokens"])))
 
 # %% [markdown]
+# ## Would a judge take it for the person? Blind pairwise judge (optional)
+# Off by default (`evaluate.judge: false`: nothing happens here, no server starts). When on, for
+# every held-out prompt with a real answer (interview questions: the person's real answer; essay
+# titles: the real essay's opening cut to the answer's length) a judge model sees the question
+# and two answers in a seeded random order, the person's real one and the system's, and says
+# which is the real person's (`lib/eval_judge.py`). "Passes as the person" is the share of
+# verdicts that pick the system's answer (0.5: indistinguishable), with a bootstrap 95% CI over
+# the questions; the share of "A" verdicts checks position bias; unparsed verdicts are counted.
+# Requests are cached in `judge_cache.jsonl` as they arrive, so a rerun sends only what is
+# missing. With `evaluate.judge_base_url: null` the judge is the embedded 135M model on a local
+# llama.cpp server (as 04's `qa.base_url: null`): its verdicts mean nothing, it only runs the
+# mechanics. Use a strong model via `evaluate.judge_base_url`, `judge_model` and `judge_api_key_env`.
+
+# %%
+judge, judge_table = None, ""
+if EV["judge"]:
+    import contextlib
+
+    from lib.eval_judge import build_comparisons, judge_endpoint, judge_markdown, judge_rates, run_judge
+    from lib.llama_server import embedded_llama_server
+    from lib.llm_client import summarize
+
+    QA = P["qa"]
+    comparisons, skipped_empty = build_comparisons(prompts, answers, EV["judge_seed"])
+    embedded_judge = not EV["judge_base_url"]
+    judged, judge_results, judge_label = [], [], EV["judge_base_url"] or f"local llama.cpp server ({QA['embedded_model']})"
+    print(f"{len(comparisons)} comparisons (system answer vs the person's real one); empty answers not judged: "
+          f"{skipped_empty}")
+    if comparisons:
+        if embedded_judge:
+            server_context = embedded_llama_server(QA["embedded_model"], OUT / "judge_llama_server.log",
+                                                   QA["server_n_ctx"], QA["server_threads"] or None)
+        else:
+            server_context = contextlib.nullcontext(None)
+        with server_context as server:
+            endpoint = judge_endpoint(EV, QA["timeout_s"], server)
+            judge_label = (f"{EV['judge_base_url']}, model {endpoint.model}" if not embedded_judge
+                           else f"local llama.cpp server ({endpoint.model})")
+            judged, judge_results = run_judge(comparisons, NAME, endpoint, OUT / "judge_cache.jsonl",
+                                              judge_seed=EV["judge_seed"], max_tokens=EV["judge_max_tokens"],
+                                              concurrency=EV["judge_concurrency"], retries=QA["retries"],
+                                              backoff_s=QA["retry_backoff_s"])
+    judge_rates_by_system = judge_rates(judged, skipped_empty)
+    judge_table = judge_markdown(judge_rates_by_system, judge_label, embedded_judge)
+    judge = {"judge": judge_label, "embedded": embedded_judge, "model": EV["judge_model"] if not embedded_judge else
+             QA["embedded_model"], "comparisons": len(comparisons), "requests": summarize(judge_results),
+             "rates": judge_rates_by_system}
+    print(judge["requests"])
+    display(Markdown(judge_table))
+else:
+    print("evaluate.judge is off: no pairwise judge")
+
+# %% [markdown]
 # ## Measures
 # Style and degeneration are measured on every answer except the identity probes; the
 # person's own held-out text is shown as a reference row. Distinct-2 and the repeated 3-gram
@@ -211,7 +264,7 @@ report = evaluate.render_report(persona_name=NAME, persona=persona, profile=P["r
                                 metrics=scores, answers=answers, prompts=prompts, seeds=EV["seeds"],
                                 authorship_table=authorship_markdown(authorship),
                                 identity_table=identity_markdown(identity),
-                                lengths_table=lengths_markdown(lengths, EV["max_new_tokens"]))
+                                lengths_table=lengths_markdown(lengths, EV["max_new_tokens"]), judge_table=judge_table)
 atomic_write_text(OUT / "report.md", report)
 
 qa_counts = stage_metrics["04_qa"].get("by_source") or {}
@@ -255,7 +308,7 @@ metrics = {
     **{key: scores[key] for key in ("identity_rate", "style_score", "distinct_2", "tic_rate", "heldout_ppl",
                                     "repeated_3gram_rate", "knowledge_rouge_l", "title_rouge_l", "title_style_score", "delta", "char_sim",
                                     "delta_score", "char_score", "style_words", "tics")},
-    "authorship": authorship, "identity": identity, "answer_lengths": lengths, "ppl_chunks": len(ppl_texts), "progress_entry_appended": appended, "wall_s": round(time.time() - started, 1),
+    "authorship": authorship, "identity": identity, "answer_lengths": lengths, "judge": judge, "ppl_chunks": len(ppl_texts), "progress_entry_appended": appended, "wall_s": round(time.time() - started, 1),
 }
 write_metrics(OUT, metrics)
 print(open(OUT / "metrics.json").read()[:1500])
