@@ -204,9 +204,10 @@ def system_authorship(model: AuthorshipModel, answers: list[str], prompts: list 
     by_prompt: dict = {}
     for prompt, answer in zip(prompts, answers):
         try:
-            by_prompt.setdefault(prompt, []).append(float(model.window_probabilities(answer).mean()))
+            score = float(model.window_probabilities(answer).mean())
         except TooShortError:
             continue
+        by_prompt.setdefault(prompt, []).append(score)  # a prompt none of whose answers is judged has no group
     scores = [score for group in by_prompt.values() for score in group]
     too_short = len(answers) - len(scores)
     if not scores:
