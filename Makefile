@@ -13,11 +13,12 @@ export OMP_WAIT_POLICY ?= PASSIVE
 PY := .venv/bin/python
 PROFILE ?= auto
 SET ?=
-export SET
+# a variable's value as given (make does not expand its $), single-quoted for the shell
+shq = '$(subst ','\'',$(value $(1)))'
 # SET is split by shell rules (lib.params.split_overrides) into one --set argument per
 # override, shell-quoted by `lib.params --set-args`, for eval to pass on (an unbalanced
-# quote stops the recipe there)
-WITH_SET = sets=$$($(PY) -m lib.params --set-args "$$SET") && eval
+# quote stops the recipe there); a $ in a value (a regex) reaches it unchanged
+WITH_SET = sets=$$($(PY) -m lib.params --set-args $(call shq,SET)) && eval
 RUN = $(WITH_SET) $(PY) -m lib.runner --profile $(PROFILE) "$$sets"
 HUB = $(WITH_SET) $(PY) -m lib.hub --profile $(PROFILE) "$$sets"
 PERSONAS := pg trump
@@ -82,7 +83,7 @@ endef
 $(foreach p,$(PERSONAS),$(foreach s,$(STAGES),$(eval $(call stage_target,$(p),$(s)))))
 
 # any persona, by its params file: make chat PERSONA=ada, make scrape PERSONA=ada, ...
-NEED_PERSONA = @test -n "$(PERSONA)" || { echo "make $@: say which persona: make $@ PERSONA=<name> (params/<name>.yaml)" >&2; exit 2; }
+NEED_PERSONA = @[[ $(call shq,PERSONA) =~ ^[a-z0-9_]+$$ ]] || { echo "make $@: say which persona: make $@ PERSONA=<name> (params/<name>.yaml; lowercase letters, digits, _)" >&2; exit 2; }
 chat: setup ## the whole chain for any persona: make chat PERSONA=<name> (params/<name>.yaml)
 	$(NEED_PERSONA)
 	$(RUN) $(PERSONA) all
@@ -95,10 +96,10 @@ endef
 $(foreach s,$(STAGES),$(eval $(call generic_stage_target,$(s))))
 
 # a new persona from a folder of the person's files (documents, transcripts, subtitles, chat
-# exports): writes params/$(NAME).yaml (lib/new_persona.py); values reach it through the
-# environment, so a regex keeps its $ and quotes
+# exports): writes params/<NAME>.yaml (lib/new_persona.py); values reach it as given, so a
+# regex keeps its $ and quotes
 persona: setup ## start a persona from your files: make persona NAME=ada FOLDER=~/ada FULL_NAME="Ada Lovelace" [SPEAKER=regex]
-	@$(PY) -m lib.new_persona "$$NAME" "$$FOLDER" --full-name "$$FULL_NAME" --speaker "$$SPEAKER" $(if $(FORCE),--force)
+	@$(PY) -m lib.new_persona $(call shq,NAME) $(call shq,FOLDER) --full-name $(call shq,FULL_NAME) --speaker $(call shq,SPEAKER) $(if $(FORCE),--force)
 
 # talk to a finished run: the GGUF 06's Modelfile names, its chat template and system prompt
 # (lib/talk.py); RUNS_DIR moves runs/ as for the stages
@@ -106,11 +107,11 @@ PORT ?= 8080
 .PHONY: talk serve
 talk: setup ## chat in the terminal with a finished persona: make talk PERSONA=pg (/reset, /exit)
 	$(NEED_PERSONA)
-	@$(PY) -m lib.talk "$(PERSONA)"
+	@$(PY) -m lib.talk $(call shq,PERSONA)
 
 serve: setup ## an OpenAI-compatible server for it on 127.0.0.1: make serve PERSONA=pg PORT=8080
 	$(NEED_PERSONA)
-	@$(PY) -m lib.talk "$(PERSONA)" --serve --port $(PORT)
+	@$(PY) -m lib.talk $(call shq,PERSONA) --serve --port $(call shq,PORT)
 
 # two pytest sessions: tests/unsloth imports unsloth, which patches transformers, trl and
 # peft for the whole process (tests/unsloth/conftest.py)

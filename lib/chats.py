@@ -88,10 +88,11 @@ def _whatsapp_match(line: str):
 
 
 def looks_like_whatsapp(text) -> bool:
-    """True when text (str or bytes) is a WhatsApp text export: its first non-empty line and
-    at least half of its non-empty lines start with a WhatsApp timestamp ("[31/12/2023,
-    21:41:07] " or "12/31/23, 9:41 PM - "); the rest are continuation lines of multi-line
-    messages. A transcript's "[00:01:02] NAME:" lines have no date, so never count."""
+    """True when text (str or bytes) is a WhatsApp text export: its first non-empty line
+    starts with a WhatsApp timestamp ("[31/12/2023, 21:41:07] " or "12/31/23, 9:41 PM - ")
+    and so do at least 3 lines (or every line of a shorter file); the rest are continuation
+    lines of multi-line messages, however many a person who writes paragraphs has. A
+    transcript's "[00:01:02] NAME:" lines have no date, so never count."""
     if isinstance(text, bytes):
         try:
             text = decode_text(text)
@@ -101,7 +102,7 @@ def looks_like_whatsapp(text) -> bool:
     lines = [line for line in lines if line]
     if not lines or not _whatsapp_match(lines[0]):
         return False
-    return sum(1 for line in lines if _whatsapp_match(line)) * 2 >= len(lines)
+    return sum(1 for line in lines if _whatsapp_match(line)) >= min(3, len(lines))
 
 
 def _date_order(matches: list) -> str:

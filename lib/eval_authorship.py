@@ -76,14 +76,17 @@ def impostor_corpora(persona: str) -> dict[str, list[str]]:
     """persona name -> the texts of every other persona's committed snapshot (the personas
     of the repository's params/, not $PERSONA_PARAMS_DIR's), less the documents that
     persona's 02 split holds out (its split params on the cpu profile)."""
-    from lib.params import load_params
+    from lib.params import ParamsError, load_params
     from lib.split import choose_heldout
 
     corpora = {}
     for path in sorted((ROOT / "params").glob("*.yaml")):
         if path.stem in (persona, "defaults", "profiles"):
             continue
-        docs = snapshot_documents(path.stem, params_dir=path.parent)
+        try:
+            docs = snapshot_documents(path.stem, params_dir=path.parent)
+        except ParamsError:  # a user's persona whose folder moved, or a half-edited file: not an impostor
+            continue
         if len(docs) < 2:
             continue
         split = load_params(path.stem, "cpu", params_dir=path.parent)["split"]

@@ -36,6 +36,11 @@ def summary_figure(scores: dict, names: list[str], authorship: dict | None = Non
                        f"identity rate, {kind} probes\n(higher is better, 95% CI)"))
     measures = [m for m in measures_present(scores) if not (identity and m[0] == "identity_rate")]
     count = len(panels) + len(measures)
+    if not count:
+        fig, ax = plt.subplots(figsize=(6, 1.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "nothing measured", ha="center", va="center")
+        return fig
     rows = -(-count // 4)
     fig, axes = plt.subplots(rows, 4, figsize=(13, 3.4 * rows), squeeze=False)
     flat = list(axes.flat)

@@ -68,6 +68,12 @@ class RequestFailed(RuntimeError):
     """The endpoint refused the request in a way that retrying will not fix."""
 
 
+class EndpointUnusable(RequestFailed):
+    """Every request to this endpoint will fail the same way (quota used up, a Retry-After
+    past the cap, replies cut off by max_tokens before any content): complete_all sends no
+    more requests and marks the rest with this error."""
+
+
 def endpoint_from_params(qa: dict, base_url: str | None = None, model: str | None = None) -> Endpoint:
     """An Endpoint from params qa (base_url, model, api_key_env, timeout_s); base_url/model
     given here win (the embedded server's). A named but unset key variable is an error."""
@@ -190,7 +196,7 @@ def post_chat_completion(endpoint: Endpoint, request: dict) -> tuple[str, str | 
     except requests.RequestException as err:  # refused, reset, dropped mid-reply
         raise RetryableError(f"connection error: {type(err).__name__}") from None
     if response.status_code == 429 and (quota := quota_exhausted(response)) is not None:
-        raise RequestFailed(f"{url}: HTTP 429 insufficient_quota: the account's quota is used up "
+        raise EndpointUnusable(f"{url}: HTTP 429 insufficient_quota: the account's quota is used up "
                             f"({quota[:200]!r}); not retried: add credit or raise the limit with the "
                             f"provider, or use another endpoint (qa.base_url)")
     if response.status_code in RETRYABLE_STATUS:
@@ -211,7 +217,7 @@ def post_chat_completion(endpoint: Endpoint, request: dict) -> tuple[str, str | 
     if finish_reason == "length" and (content is None or (isinstance(content, str) and not content.strip())):
         reasoned = " (the model was reasoning: the reply has only reasoning_content)" \
             if message.get("reasoning_content") else ""
-        raise RequestFailed(
+        raise EndpointUnusable(
             f"{url}: the reply has no content: all max_tokens={request.get('max_tokens')} tokens were used up "
             f"before any answer (finish_reason \"length\"){reasoned}. Not retried: the same request gives the "
             f"same. Raise qa.max_new_tokens (the token limit of 04's questions), or turn reasoning off on the "
@@ -243,7 +249,7 @@ def complete_with_retries(endpoint: Endpoint, request: dict, retries: int, backo
             return post_chat_completion(endpoint, request)
         except RetryableError as err:
             if err.retry_after_s is not None and err.retry_after_s > max_wait_s:
-                raise RequestFailed(
+                raise EndpointUnusable(
                     f"{endpoint.base_url}: the server asks to wait {err.retry_after_s:.0f} s before trying again "
                     f"(Retry-After), longer than the {max_wait_s:g} s cap; not retried early, run again later "
                     f"(answered requests are cached): {err}") from None
@@ -265,7 +271,9 @@ def complete_all(requests_: list[dict], endpoint: Endpoint, cache_path: Path, co
     seconds, a longer Retry-After fails the request at once (complete_with_retries).
     Returns one dict per request: {"key", "content", "finish_reason", "cached", "error"}
     where content is None and error says why when the request failed for good (it is not
-    cached, so a rerun tries it again). Equal requests are sent once.
+    cached, so a rerun tries it again). Equal requests are sent once. After an
+    EndpointUnusable failure no further request is sent ("not sent: ..."; requests already
+    in flight on other workers finish).
     """
     cache = RequestCache(cache_path)
     keys = [request_key(r) for r in requests_]
@@ -283,8 +291,17 @@ def complete_all(requests_: list[dict], endpoint: Endpoint, cache_path: Path, co
             counts["retries"] += 1
             bar.set_postfix(retries=counts["retries"], failed=counts["failed"], refresh=False)
 
+    stopped: list[str] = []  # the EndpointUnusable message that stops the queue
+
     def work(key, request):
-        content, finish, usage = complete_with_retries(endpoint, request, retries, backoff_s, on_retry, max_wait_s)
+        if stopped:
+            raise RequestFailed(f"not sent: an earlier request showed that none can succeed: {stopped[0]}")
+        try:
+            content, finish, usage = complete_with_retries(endpoint, request, retries, backoff_s, on_retry,
+                                                           max_wait_s)
+        except EndpointUnusable as err:
+            stopped.append(str(err))  # before this worker takes the next request
+            raise
         cache.add(key, request, content, finish, usage)
 
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency))

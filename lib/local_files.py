@@ -201,7 +201,10 @@ def read_pdf(raw: bytes, rel: str, doc_id: str) -> dict:
         title = paras[0]
     if paras and paras[0] == title:
         paras = paras[1:]
-    created = getattr(meta, "creation_date", None) if hasattr(meta, "creation_date") else None
+    try:
+        created = getattr(meta, "creation_date", None)
+    except ValueError:  # pypdf cannot read every producer's date format ("Mon Jan 1 2019")
+        created = None
     date = created.strftime("%Y-%m-%d") if isinstance(created, datetime) else None
     return essay(doc_id, title or Path(rel).stem, date, "\n\n".join(paras), rel, rel)
 
@@ -216,6 +219,15 @@ def read_plain_text(text: str, rel: str, doc_id: str) -> dict:
 
 # ---------------------------------------------------------------------------------------
 # one file
+
+def has_speaker_labels(raw: bytes, rel: str) -> bool:
+    """Whether lib.transcripts reads speaker labels in the file (whoever the speakers are)."""
+    try:
+        parse_transcript(raw, persona_regex=r"(?!)", source=rel)
+    except TranscriptError as err:
+        return "no turn by the persona" in str(err)
+    return True
+
 
 def read_file(path: Path, rel: str, doc_id: str, *, persona_regex: str, persona_name: str = "") -> dict:
     """One file -> one document (see the module docstring). Raises SkipFile with the reason."""
@@ -245,19 +257,16 @@ def read_file(path: Path, rel: str, doc_id: str, *, persona_regex: str, persona_
     if (speaker_kind or is_chat) and not persona_regex:
         raise SkipFile(f"a {'chat' if is_chat else 'transcript'} needs persona.speaker_regex to say which "
                        "speaker is the person")
+    if not (speaker_kind or is_chat) and not has_speaker_labels(raw, rel):
+        return read_plain_text(text, rel, doc_id)  # .txt without speaker labels: the person's own text
+    if not persona_regex:
+        raise SkipFile("a transcript (it has speaker labels) needs persona.speaker_regex to say which "
+                       "speaker is the person")
     try:
         if is_chat:
             doc = chats.parse_chat(raw, persona_regex=persona_regex, source=rel)
-        elif speaker_kind:
+        else:  # a labelled .txt that yields no turn of the person is skipped, never read as their text
             doc = parse_transcript(raw, persona_regex=persona_regex, source=rel, persona_name=persona_name)
-        else:  # .txt: a transcript if it has the persona's turns, else plain text
-            try:
-                doc = parse_transcript(raw, persona_regex=persona_regex, source=rel,
-                                       persona_name=persona_name) if persona_regex else None
-            except TranscriptError:
-                doc = None
-            if doc is None:
-                return read_plain_text(text, rel, doc_id)
     except ValueError as err:
         raise SkipFile(str(err).removeprefix(f"{rel}: ")) from None
     return {**doc, "id": doc_id, "source": rel, "file": rel}
@@ -301,6 +310,11 @@ def read_folder(folder, *, persona_regex: str = "", persona_name: str = "", copy
         except SkipFile as err:
             info["skipped"].append({"file": rel, "reason": str(err)})
             log(f"skipped {rel}: {err}")
+            continue
+        except Exception as err:  # noqa: BLE001 - a reader library's own failure on one file skips that file
+            reason = f"could not be read ({type(err).__name__}: {err})"
+            info["skipped"].append({"file": rel, "reason": reason})
+            log(f"skipped {rel}: {reason}")
             continue
         used_ids.add(doc_id)
         documents.append(doc)

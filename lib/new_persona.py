@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -74,19 +75,46 @@ def create_persona(name: str, folder, full_name: str = "", speaker_regex: str = 
     if not folder.is_dir():
         raise ParamsError(f"{folder}: not a folder")
     full_name = full_name.strip() or name.replace("_", " ").title()
+    try:
+        re.compile(speaker_regex)
+    except re.error as err:
+        raise ParamsError(f"--speaker / SPEAKER {speaker_regex!r} is not a valid regex: {err}") from None
     _, info = read_folder(folder, persona_regex=speaker_regex, persona_name=full_name, log=lambda *a: None)
     try:
         shown = folder.relative_to(ROOT)
     except ValueError:
         shown = folder
     params_dir.mkdir(parents=True, exist_ok=True)
-    target.write_text(params_text(name, full_name, shown, speaker_regex), encoding="utf-8")
+    draft = params_dir / f".{name}.yaml.new"  # validated before it replaces anything
+    draft.write_text(params_text(name, full_name, shown, speaker_regex), encoding="utf-8")
     try:
-        load_params(name, "cpu", params_dir=params_dir if params_dir != persona_params_dir() else None)
+        check_params_file(draft, name, shown_as=target)
     except ParamsError:
-        target.unlink()
+        draft.unlink()
         raise
+    os.replace(draft, target)
     return target, info
+
+
+def check_params_file(path: Path, name: str, shown_as: Path) -> None:
+    """load_params on a params file that is not (yet) at its place: raises ParamsError,
+    whose message names shown_as."""
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copyfile(path, Path(folder) / f"{name}.yaml")
+        saved = os.environ.get("PERSONA_PARAMS_DIR")
+        os.environ["PERSONA_PARAMS_DIR"] = folder
+        try:
+            load_params(name, "cpu")
+        except ParamsError as err:
+            raise ParamsError(str(err).replace(str(Path(folder) / f"{name}.yaml"), str(shown_as))) from None
+        finally:
+            if saved is None:
+                os.environ.pop("PERSONA_PARAMS_DIR", None)
+            else:
+                os.environ["PERSONA_PARAMS_DIR"] = saved
 
 
 def main(argv=None) -> int:

@@ -130,9 +130,20 @@ def stage_code_digest(stage: str) -> str:
     return digest.hexdigest()
 
 
+def folder_listing(folder: Path) -> list:
+    """[relative path, bytes, mtime in ns] of every file under a folder persona's folder (what
+    01 reads: a file added, changed or removed changes 01's fingerprint)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return [[p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns]
+            for p in sorted(folder.rglob("*")) if p.is_file()]
+
+
 def stage_fingerprint(persona: str, stage: str, params: dict) -> str:
     """Digest of what a stage's result depends on: its notebook, the lib code it uses, its params sections,
-    OFFLINE, and the fingerprints of the upstream runs it reads."""
+    OFFLINE, the fingerprints of the upstream runs it reads, and for 01 of a folder persona
+    the folder's files (folder_listing)."""
     upstream = {}
     for up in UPSTREAM[stage]:
         marker = stage_dir(persona, up, create=False) / ".fingerprint"
@@ -145,6 +156,10 @@ def stage_fingerprint(persona: str, stage: str, params: dict) -> str:
         "offline": os.environ.get("OFFLINE", ""),
         "upstream": upstream,
     }
+    if stage == "01_scrape" and params["persona"]["kind"] == "folder":
+        from lib.params import source_folder
+
+        material["folder"] = folder_listing(source_folder(params))
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 

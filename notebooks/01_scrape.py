@@ -79,7 +79,9 @@ elif P["persona"]["kind"] == "interviews":
     documents, info = collect_interviews(urls=S["transcript_urls"], persona_regex=P["persona"]["speaker_regex"],
                                          persona_name=P["persona"]["name"], **common)
 else:
-    shutil.rmtree(OUT / "sources", ignore_errors=True)  # a copy of what this run reads, nothing older
+    shutil.rmtree(OUT / "sources", ignore_errors=True)  # a copy of what this run reads, nothing older,
+    for stale in ("documents.jsonl", "sources.jsonl"):     # and no documents if the folder gives none
+        (OUT / stale).unlink(missing_ok=True)
     documents, info = read_folder(source_folder(P), persona_regex=P["persona"]["speaker_regex"],
                                   persona_name=P["persona"]["name"], copy_to=OUT / "sources",
                                   max_documents=S["max_documents"])

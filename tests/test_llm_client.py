@@ -310,9 +310,10 @@ def test_429_insufficient_quota_is_not_retried(tmp_path):
     with ScriptedServer([(429, [("Retry-After", "1")], body)]) as server:
         results = complete_all(make_requests(2), Endpoint(server.base_url, "m", api_key="k"), tmp_path / "c.jsonl",
                                concurrency=1, retries=5, backoff_s=0.01)
-    assert len(server.times) == 2  # one per request, none retried
+    assert len(server.times) == 1  # not retried, and the other request is not sent
     error = results[0]["error"]
     assert "quota" in error and "HTTP 429" in error and "gave up" not in error
+    assert results[1]["error"].startswith("not sent: an earlier request showed that none can succeed")
 
 
 def test_kill_and_rerun_resumes_from_cache(tmp_path):

@@ -126,3 +126,69 @@ def test_01_on_a_folder_with_nothing_usable_stops_naming_it_and_writes_no_docume
     output = proc.stdout + proc.stderr
     assert f"{folder}: no usable files (2 skipped: photo.jpg: unsupported file type .jpg; scan.pdf: unreadable PDF" in output
     assert not (tmp_path / "runs" / "nobody_usable" / "01_scrape" / "documents.jsonl").exists()
+
+
+def test_make_persona_keeps_the_regex_as_typed_and_a_changed_folder_reruns_01(tmp_path):
+    """`make persona ... SPEAKER='...$|...$'` writes the regex unchanged; then 01 runs, is
+    skipped when nothing changed, and runs again when a file in the folder changes."""
+    import yaml
+
+    folder = tmp_path / "letters"
+    folder.mkdir()
+    (folder / "one.md").write_text("# One\n\nMy first letter, with enough words to be a document.\n")
+    params = tmp_path / "params"
+    env = {**os.environ, "PERSONA_PARAMS_DIR": str(params), "RUNS_DIR": str(tmp_path / "runs"),
+           "RESULTS_DIR": str(tmp_path / "results"), "OFFLINE": "1"}
+    speaker = "^Ada$|^Ada Lovelace$"
+    made = subprocess.run(["make", "-s", "-o", ".venv/.installed", "persona", "NAME=ada_test", f"FOLDER={folder}",
+                           "FULL_NAME=Ada Lovelace", f"SPEAKER={speaker}"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stdout + made.stderr
+    written = yaml.safe_load((params / "ada_test.yaml").read_text())
+    assert written["persona"]["speaker_regex"] == speaker and written["persona"]["name"] == "Ada Lovelace"
+
+    def scrape():
+        proc = subprocess.run([PYTHON, "-m", "lib.runner", "ada_test", "01_scrape", "--profile", "smoke"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout + proc.stderr
+
+    assert "01_scrape      ran" in scrape()
+    assert "unchanged since its last run" in scrape()
+    (folder / "two.md").write_text("# Two\n\nA second letter, added after the first run of the chain.\n")
+    assert "01_scrape      ran" in scrape()
+    documents = (tmp_path / "runs" / "ada_test" / "01_scrape" / "documents.jsonl").read_text().splitlines()
+    assert len(documents) == 2
+
+
+def test_a_transcript_that_misses_the_regex_is_skipped_never_read_as_the_persons_text(tmp_path):
+    (tmp_path / "show.txt").write_text("HOST: Welcome, Mr. President.\nPRESIDENT TRUMP: Thank you.\n"
+                                       "HOST: Jobs?\nPRESIDENT TRUMP: Jobs, jobs, jobs.\n")
+    (tmp_path / "essay.md").write_text("# T\n\nWords of mine.\n")
+    docs, info = read_folder(tmp_path, persona_regex="^(DONALD )?TRUMP$", log=lambda *a: None)
+    assert [d["id"] for d in docs] == ["essay"]
+    assert info["skipped"][0]["file"] == "show.txt" and "no turn by the persona" in info["skipped"][0]["reason"]
+    assert "PRESIDENT TRUMP" in info["skipped"][0]["reason"]  # the speakers it found, to fix the regex
+
+
+def test_a_whatsapp_export_of_long_messages_is_a_chat(tmp_path):
+    paragraphs = "\n".join(f"A line of a long message, number {i}, written the way I write." for i in range(8))
+    (tmp_path / "chat.txt").write_text(
+        f"[01/02/2024, 10:00:00] Sam Chen: What do you think about writing every day?\n"
+        f"[01/02/2024, 10:05:00] Ada Lovelace: {paragraphs}\n"
+        f"[01/02/2024, 10:09:00] Sam Chen: And on weekends?\n"
+        f"[01/02/2024, 10:12:00] Ada Lovelace: {paragraphs}\n")
+    docs, _ = read_folder(tmp_path, persona_regex="^Ada Lovelace$", log=lambda *a: None)
+    assert docs[0]["kind"] == "interview" and [t["is_persona"] for t in docs[0]["turns"]] == [False, True, False, True]
+    assert "10:05" not in docs[0]["turns"][1]["text"]
+
+
+def test_a_pdf_whose_date_pypdf_cannot_read_is_still_read(tmp_path):
+    import pypdf
+
+    writer = pypdf.PdfWriter(clone_from=FOLDER / "orth.pdf")
+    writer.add_metadata({"/CreationDate": "Mon Jan 1 2019"})
+    with open(tmp_path / "orth.pdf", "wb") as handle:
+        writer.write(handle)
+    docs, info = read_folder(tmp_path, log=lambda *a: None)
+    assert info["skipped"] == [] and docs[0]["title"] == "Orthodox Privilege" and docs[0]["date"] is None

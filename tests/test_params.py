@@ -176,5 +176,11 @@ def test_make_set_reaches_the_runner_and_the_hub_one_override_each(tmp_path):
                       "--set", "persona.name=Paul  Graham", "pg"]], result.stderr
     result, argvs = make("pg-scrape")
     assert argvs == [["-m", "lib.runner", "--profile", "smoke", "pg", "01_scrape"]], result.stderr
+    # a regex's $ and a value's own quote reach the runner as typed (make expands neither)
+    result, argvs = make("pg-scrape", "SET=persona.speaker_regex='^TRUMP$|^DJT$' \"persona.system_prompt=It's $5\"")
+    assert argvs == [["-m", "lib.runner", "--profile", "smoke", "--set", "persona.speaker_regex=^TRUMP$|^DJT$",
+                      "--set", "persona.system_prompt=It's $5", "pg", "01_scrape"]], result.stderr
+    result, argvs = make("chat", "PERSONA=pg;id")
+    assert result.returncode != 0 and argvs == [] and "say which persona" in result.stderr
     result, argvs = make("pg-scrape", "SET=persona.name='unclosed")
     assert result.returncode != 0 and argvs == [] and "quot" in result.stderr
