@@ -114,6 +114,26 @@ def percentile_interval(values: list[float]) -> tuple[float, float]:
     return ordered[int(0.025 * (len(ordered) - 1))], ordered[int(round(0.975 * (len(ordered) - 1)))]
 
 
+def grouped_bootstrap(groups: list[list[float]], draws: int = DRAWS, seed: int = 1234
+                      ) -> tuple[float | None, float | None, float | None]:
+    """(mean, CI low, CI high) of values grouped by prompt: the 95% CI is the 2.5-97.5
+    percentile interval of `draws` bootstrap means that resample whole groups (a prompt's
+    answers over all seeds stay together: they are not independent). Empty groups are
+    ignored; (None, None, None) when there are no values. Used for the identity rates
+    (lib/eval_identity.py) and the judge's rates (lib/eval_judge.py)."""
+    groups = [g for g in groups if g]
+    if not groups:
+        return None, None, None
+    values = [x for g in groups for x in g]
+    rng = random.Random(seed)
+    means = []
+    for _ in range(draws):
+        sample = [x for _ in groups for x in rng.choice(groups)]
+        means.append(sum(sample) / len(sample))
+    low, high = percentile_interval(means)
+    return sum(values) / len(values), low, high
+
+
 @dataclass
 class AuthorshipModel:
     """Bagged verifiers of one person against impostors (see the module docstring)."""
@@ -212,14 +232,8 @@ def system_authorship(model: AuthorshipModel, answers: list[str], prompts: list 
     too_short = len(answers) - len(scores)
     if not scores:
         return {"p_person": None, "ci_low": None, "ci_high": None, "n": 0, "too_short": too_short}
-    groups = list(by_prompt.values())
-    rng = random.Random(model.seed)
-    samples = []
-    for _ in range(draws):
-        drawn = [score for _ in groups for score in rng.choice(groups)]
-        samples.append(sum(drawn) / len(drawn))
-    low, high = percentile_interval(samples)
-    return {"p_person": round(sum(scores) / len(scores), 4), "ci_low": round(low, 4), "ci_high": round(high, 4),
+    mean, low, high = grouped_bootstrap(list(by_prompt.values()), draws, model.seed)
+    return {"p_person": round(mean, 4), "ci_low": round(low, 4), "ci_high": round(high, 4),
             "n": len(scores), "too_short": too_short}
 
 

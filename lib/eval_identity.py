@@ -10,10 +10,9 @@ the authorship CI resamples prompts (lib/authorship.py).
 """
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
-from lib.authorship import DRAWS, percentile_interval
+from lib.authorship import DRAWS, grouped_bootstrap
 from lib.params import read_questions
 from lib.runfiles import ROOT
 from lib.style_metrics import identity_verdict
@@ -53,19 +52,11 @@ def rate_with_ci(judged: list[dict], draws: int = DRAWS, seed: int = 1234) -> di
     """{"rate", "ci_low", "ci_high", "n"} of judged answers (fractions in [0, 1]); the CI is
     the 2.5-97.5 percentile interval of `draws` bootstrap means over probes (answers grouped
     by prompt id). rate None when there is nothing judged."""
-    if not judged:
-        return {"rate": None, "ci_low": None, "ci_high": None, "n": 0}
     by_probe: dict[str, list[int]] = {}
     for j in judged:
         by_probe.setdefault(j["id"], []).append(int(j["ok"]))
-    groups = list(by_probe.values())
-    rng = random.Random(seed)
-    means = []
-    for _ in range(draws):
-        sample = [x for _ in groups for x in rng.choice(groups)]
-        means.append(sum(sample) / len(sample))
-    low, high = percentile_interval(means)
-    return {"rate": sum(j["ok"] for j in judged) / len(judged), "ci_low": low, "ci_high": high, "n": len(judged)}
+    rate, low, high = grouped_bootstrap(list(by_probe.values()), draws, seed)
+    return {"rate": rate, "ci_low": low, "ci_high": high, "n": len(judged)}
 
 
 def identity_rates(answers: dict[str, list[dict]], persona_name: str) -> dict[str, dict[str, dict]]:

@@ -35,11 +35,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import re
 from pathlib import Path
 
-from lib.authorship import DRAWS, percentile_interval
+from lib.authorship import DRAWS, grouped_bootstrap
 from lib.llm_client import Endpoint, chat_request, complete_all
 from lib.qa import strip_reasoning
 
@@ -188,21 +187,9 @@ def run_judge(comparisons: list[dict], persona_name: str, endpoint: Endpoint, ca
 
 
 def bootstrap_share(groups: list[list[int]], draws: int = DRAWS, seed: int = 1234) -> tuple[float | None, float | None, float | None]:
-    """(share of ones, CI low, CI high) of 0/1 values grouped by question: the CI is the
-    2.5-97.5 percentile interval of `draws` bootstrap means that resample whole groups (a
-    question's verdicts over all seeds stay together). Empty groups are ignored; (None, None,
-    None) when there are no values."""
-    groups = [g for g in groups if g]
-    if not groups:
-        return None, None, None
-    values = [x for g in groups for x in g]
-    rng = random.Random(seed)
-    means = []
-    for _ in range(draws):
-        sample = [x for _ in groups for x in rng.choice(groups)]
-        means.append(sum(sample) / len(sample))
-    low, high = percentile_interval(means)
-    return sum(values) / len(values), low, high
+    """(share of ones, CI low, CI high) of 0/1 verdicts grouped by question
+    (lib.authorship.grouped_bootstrap: a question's verdicts over all seeds stay together)."""
+    return grouped_bootstrap(groups, draws, seed)
 
 
 def judge_rates(judged: list[dict], skipped_empty: dict | None = None, draws: int = DRAWS,
