@@ -34,12 +34,11 @@ exercises the mechanics. Use a strong model through evaluate.judge_base_url.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
 
 from lib.authorship import DRAWS, grouped_bootstrap
-from lib.llm_client import Endpoint, chat_request, complete_all
+from lib.llm_client import Endpoint, api_key_from_env, chat_request, complete_all
 from lib.qa import strip_reasoning
 
 JUDGED_TASKS = ("knowledge", "title")  # 07's prompt tasks that carry the person's real answer
@@ -146,12 +145,7 @@ def judge_endpoint(ev: dict, timeout_s: float, server=None) -> Endpoint:
     and model instead when judge_base_url is null. timeout_s: seconds per request. Raises
     RuntimeError when judge_api_key_env names an unset variable (the key is only ever read
     from the environment), ValueError when there is neither a URL nor a server."""
-    key = None
-    if ev["judge_api_key_env"]:
-        key = os.environ.get(ev["judge_api_key_env"])
-        if not key:
-            raise RuntimeError(f"params evaluate.judge_api_key_env names {ev['judge_api_key_env']}, which is not set "
-                               f"in the environment; export it (the key is never read from a file)")
+    key = api_key_from_env(ev["judge_api_key_env"], "evaluate.judge_api_key_env")
     url = ev["judge_base_url"] or (server.base_url if server else None)
     if not url:
         raise ValueError("no judge endpoint: evaluate.judge_base_url is null and no local server was started")

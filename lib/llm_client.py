@@ -74,15 +74,22 @@ class EndpointUnusable(RequestFailed):
     more requests and marks the rest with this error."""
 
 
+def api_key_from_env(variable: str | None, param: str) -> str | None:
+    """The API key held by the environment variable a param names (None when it names none);
+    RuntimeError naming the param when the variable is not set (a key is never read from a file)."""
+    if not variable:
+        return None
+    key = os.environ.get(variable)
+    if not key:
+        raise RuntimeError(f"params {param} names {variable}, which is not set "
+                           f"in the environment; export it (the key is never read from a file)")
+    return key
+
+
 def endpoint_from_params(qa: dict, base_url: str | None = None, model: str | None = None) -> Endpoint:
     """An Endpoint from params qa (base_url, model, api_key_env, timeout_s); base_url/model
     given here win (the embedded server's). A named but unset key variable is an error."""
-    key = None
-    if qa["api_key_env"]:
-        key = os.environ.get(qa["api_key_env"])
-        if not key:
-            raise RuntimeError(f"params qa.api_key_env names {qa['api_key_env']}, which is not set "
-                               f"in the environment; export it (the key is never read from a file)")
+    key = api_key_from_env(qa["api_key_env"], "qa.api_key_env")
     url = base_url or qa["base_url"]
     if not url:
         raise ValueError("no endpoint: qa.base_url is null and no local server was started")
