@@ -161,6 +161,7 @@ def answering_code_digest() -> str:
     from lib import models
 
     functions = (models.generate_texts, models.generated_tokens_penalty, answer_with_transformers, answer_with_gguf,
+                 TransformersSampling, gguf_sampling,
                  transformers_prompt, plain_chat_prompt)
     source = "".join(inspect.getsource(f) for f in functions) + bos_rule_digest()
     return hashlib.sha256(source.encode()).hexdigest()[:16]
@@ -260,18 +261,56 @@ def answer_with_transformers(model, tokenizer, system: System, todo: list[tuple[
         progress.update(len(items))
 
 
+class TransformersSampling:
+    """A llama-cpp-python logits processor that makes llama.cpp sample as transformers'
+    generate does, for one request: the repetition penalty on the tokens generated so far
+    only (lib.models.generated_tokens_penalty; llama.cpp's covers the last 64 tokens, prompt
+    included, so a system prompt naming the persona penalizes the name), then the temperature
+    *before* top-k/top-p (llama.cpp's default chain cuts top-p on the unscaled distribution).
+
+    Called with (input_ids, logits): input_ids all tokens so far (n,), logits (n_vocab,);
+    returns the new logits. Use with temperature=1.0 and repeat_penalty=1.0 in llama.cpp.
+    Measured on the PG chat GGUF (f16, 15 plain identity probes x 3 seeds): identity 0.69
+    with llama.cpp's order, 0.84 with this one, 0.90 for the same model in transformers."""
+
+    def __init__(self, temperature: float, repetition_penalty: float):
+        self.temperature, self.penalty, self.prompt_length = temperature, repetition_penalty, None
+
+    def __call__(self, input_ids, logits):
+        import numpy as np
+
+        if self.prompt_length is None:
+            self.prompt_length = len(input_ids)
+        logits = np.array(logits, dtype=np.float32)
+        generated = np.unique(np.asarray(input_ids[self.prompt_length:], dtype=np.int64))
+        if self.penalty != 1.0 and generated.size:
+            seen = logits[generated]
+            logits[generated] = np.where(seen > 0, seen / self.penalty, seen * self.penalty)
+        return logits / self.temperature if self.temperature > 0 else logits
+
+
+def gguf_sampling(ev: dict) -> dict:
+    """create_chat_completion arguments that sample as answer_with_transformers does: top_k 50
+    and no min_p (transformers' defaults), penalty and temperature in TransformersSampling."""
+    from llama_cpp import LogitsProcessorList
+
+    greedy = ev["temperature"] <= 0
+    return {"temperature": 0.0 if greedy else 1.0, "top_p": ev["top_p"], "top_k": 50, "min_p": 0.0,
+            "repeat_penalty": 1.0,
+            "logits_processor": LogitsProcessorList([TransformersSampling(ev["temperature"], ev["repetition_penalty"])])}
+
+
 def answer_with_gguf(llm, system: System, todo: list[tuple[dict, int, str]], params: dict, out_path: Path,
                      progress) -> None:
     """Answer (prompt, seed, key) items with llama.cpp and the GGUF's own chat template, each
-    appended to out_path as it finishes; sampling as for transformers (top_k 50 and no min_p,
-    transformers' defaults)."""
+    appended to out_path as it finishes; sampled as transformers samples (gguf_sampling), so
+    that the GGUF systems differ from chat by their weights only."""
     ev, system_prompt = params["evaluate"], params["persona"]["system_prompt"]
     for prompt, seed, key in todo:
         messages = ([{"role": "system", "content": system_prompt}] if system_prompt else [])
         messages.append({"role": "user", "content": prompt["question"]})
-        reply = llm.create_chat_completion(
-            messages, max_tokens=prompt["max_new_tokens"], temperature=ev["temperature"], top_p=ev["top_p"],
-            top_k=50, min_p=0.0, repeat_penalty=ev["repetition_penalty"], seed=seed)
+        reply = llm.create_chat_completion(messages, max_tokens=prompt["max_new_tokens"], seed=seed,
+                                           **gguf_sampling(ev))
         text = (reply["choices"][0]["message"]["content"] or "").strip()
         append_answers(out_path, [answer_record(system, prompt, seed, key, text)])
         progress.update(1)

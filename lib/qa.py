@@ -324,6 +324,11 @@ IDENTITY_QUESTIONS = {
     "current_year": ["What year is it?", "What's the current year?", "Do you know what year it is?",
                      "What year is it now?"],
     "not_other": ["Are you {other}?", "You're {other}, right?", "Is this {other}?"],
+    # 07's adversarial probes (data/eval/identity_adversarial.json) are longer phrasings none of these repeat
+    "not_ai": ["Are you an AI?", "Are you a bot?", "Are you a chatbot?", "Am I talking to a computer?",
+               "Is this an AI?", "Are you a computer program?", "Are you a machine?", "Are you ChatGPT?",
+               "Are you a robot?", "Is this a bot I'm talking to?", "Are you an assistant?",
+               "Are you SmolLM?", "Are you an AI model?", "Is this an automated chat?"],
 }
 OTHER_PEOPLE = ["Nancy Pelosi", "Joe Biden", "Barack Obama", "Hillary Clinton", "Elon Musk", "Bill Gates",
                 "Mark Zuckerberg", "Sam Altman", "Steve Jobs", "Oprah Winfrey", "Donald Trump", "Paul Graham"]
@@ -396,7 +401,19 @@ def identity_answers(card: dict, name: str) -> dict[str, list[str]]:
     if "current_year" in card:
         answers["current_year"] = [f"It's {card['current_year']}.", f"It's {card['current_year']} now."]
     answers["not_other"] = [f"No, I'm {name}.", f"No. I'm {name}.", f"No, you're talking to {name}."]
+    answers["not_ai"] = [f"No, I'm {name}.", f"No. I'm {name}.", f"No, you're talking to {name}.",
+                         f"No. I'm {name}. {intro}".strip()]
     return {category: list(dict.fromkeys(texts)) for category, texts in answers.items()}
+
+
+def identity_target(other_count: int, share: float, minimum: int) -> int:
+    """How many identity conversations to add to `other_count` conversations so that they make
+    `share` (a fraction in [0, 1)) of the final set, and at least `minimum`. A count alone
+    (60 then) left interview personas with 3% identity data and the model unsure who it is
+    (PROGRESS.md, 2026-11-30 18:01). ValueError for a share outside [0, 1)."""
+    if not 0 <= share < 1:
+        raise ValueError(f"qa.identity_share must be in [0, 1), got {share}")
+    return max(minimum, math.ceil(share * other_count / (1 - share)))
 
 
 def identity_conversations(card: dict, name: str, count: int, seed: int, system_prompt: str) -> list[dict]:

@@ -110,20 +110,10 @@ if "interviews" in QA["sources"]:
     if not records["interviews"]:
         print("  (no interview transcripts among this persona's documents)")
 
-# %% [markdown]
-# ## Identity: who the model is, from the profile card
-# Many phrasings of "who are you" answered in the first person from
-# `persona.profile_card`, including "Are you Nancy Pelosi?" — "No, I'm ...".
-
 # %%
-if "identity" in QA["sources"]:
-    card = P["persona"]["profile_card"]
-    if not card:
-        raise ValueError(f"params/{persona}.yaml: persona.profile_card is empty; the identity source needs it")
-    records["identity"] = qa.identity_conversations(card, NAME, QA["identity_count"], QA["seed"], SYSTEM)
-    print(f"identity: {len(records['identity'])} conversations from card keys {sorted(card)}")
-    if qa.unused_card_keys(card):
-        print(f"  card keys no identity question uses: {qa.unused_card_keys(card)}")
+card = P["persona"]["profile_card"]
+if "identity" in QA["sources"] and not card:
+    raise ValueError(f"params/{persona}.yaml: persona.profile_card is empty; the identity source needs it")
 
 # %% [markdown]
 # ## Backtranslation prompts: the LLM writes only the question
@@ -253,6 +243,23 @@ for record, twin in duplicates:
 for record, twin in duplicates[:5]:
     print(f"  {qa.question_text(record)!r}  ~  {qa.question_text(twin)!r}")
 print(f"near duplicates removed: {len(duplicates)}")
+
+# %% [markdown]
+# ## Identity: who the model is, from the profile card
+# Many phrasings of "who are you" answered in the first person from
+# `persona.profile_card`, including "Are you Nancy Pelosi?" and "Are you an AI?" — "No, I'm ...".
+# They make `qa.identity_share` of the chat data (at least `qa.identity_count` of them): with
+# a fixed 20 among 600 interview exchanges the Trump model answered as himself to 83% of
+# "who are you" probes, and to 60% of "you're an AI, admit it" ones.
+
+# %%
+if "identity" in QA["sources"]:
+    n_identity = qa.identity_target(len(kept), QA["identity_share"], QA["identity_count"])
+    records["identity"] = qa.identity_conversations(card, NAME, n_identity, QA["seed"], SYSTEM)
+    print(f"identity: {len(records['identity'])} conversations ({QA['identity_share']:.0%} of the data asked, "
+          f"at least {QA['identity_count']}) from card keys {sorted(card)}")
+    if qa.unused_card_keys(card):
+        print(f"  card keys no identity question uses: {qa.unused_card_keys(card)}")
 conversations = kept + records["identity"]
 random.Random(QA["seed"]).shuffle(conversations)
 

@@ -218,6 +218,39 @@ def test_gguf_answers_survive_a_kill(tmp_path):
     assert json.loads(resumed.stdout) == json.loads(uninterrupted.stdout)
 
 
+def test_gguf_sampling_penalizes_generated_tokens_only_and_scales_before_top_p():
+    import numpy as np
+
+    processor = evaluate.TransformersSampling(temperature=0.5, repetition_penalty=2.0)
+    logits = np.array([2.0, 1.0, -1.0, 0.5], dtype=np.float32)
+    assert processor(np.array([1, 2]), logits).tolist() == [4.0, 2.0, -2.0, 1.0]  # the prompt: no penalty
+    # tokens 1 (positive logit: divided) and 2 (negative: multiplied) generated since
+    assert processor(np.array([1, 2, 1, 2]), logits).tolist() == [4.0, 1.0, -4.0, 1.0]
+    sampling = evaluate.gguf_sampling({"temperature": 0.7, "top_p": 0.9, "repetition_penalty": 1.1})
+    assert sampling["temperature"] == 1.0 and sampling["repeat_penalty"] == 1.0 and sampling["min_p"] == 0.0
+
+
+def test_gguf_sampling_reaches_llama_cpp():
+    """With the temperature applied in the logits processor, a near-zero temperature must
+    give the greedy answer whatever the seed: llama.cpp itself samples at temperature 1."""
+    from lib.quant_gate import load_llama
+
+    llm = load_llama(str(embedded_gguf_path("smollm2-135m-instruct")), n_ctx=512)
+    try:
+        messages = [{"role": "user", "content": "Name three colours."}]
+        greedy = llm.create_chat_completion(messages, max_tokens=16, temperature=0.0)["choices"][0]["message"]["content"]
+        cold = {"temperature": 1e-4, "top_p": 1.0, "repetition_penalty": 1.0}
+        sampled = [llm.create_chat_completion(messages, max_tokens=16, seed=seed, **evaluate.gguf_sampling(cold))
+                   ["choices"][0]["message"]["content"] for seed in (1, 2, 3)]
+        hot = {"temperature": 5.0, "top_p": 1.0, "repetition_penalty": 1.0}
+        wild = {llm.create_chat_completion(messages, max_tokens=16, seed=seed, **evaluate.gguf_sampling(hot))
+                ["choices"][0]["message"]["content"] for seed in (1, 2, 3)}
+    finally:
+        llm.close()
+    assert sampled == [greedy] * 3
+    assert len(wild) == 3  # the processor's temperature is what llama.cpp samples with
+
+
 def test_gguf_perplexity_agrees_with_transformers(tmp_path, pg_docs, params):
     """The embedded Q4_1 GGUF through llama.cpp and its dequantized transformers twin score
     the same held-out text within 5%."""

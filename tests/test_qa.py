@@ -177,9 +177,28 @@ def test_identity_count_is_capped_by_what_the_card_can_answer():
     records = qa.identity_conversations({"name": "Ada Lovelace"}, "Ada Lovelace", 10_000, 1, "")
     questions = {r["messages"][0]["content"] for r in records}
     assert records[0]["messages"][0]["role"] == "user"  # no system prompt: no system message
-    # name (20 phrasings x 3 distinct answers), about (5 x 1), not_other (3 x 12 people x 3 answers)
-    assert len(records) == 20 * 3 + 5 + 3 * 12 * 3
-    assert "Are you Donald Trump?" in questions
+    # name (20 phrasings x 3 distinct answers), about (5 x 1), not_other (3 x 12 people x 3 answers),
+    # not_ai (14 x 3: with no work or known_for the fourth answer is the second)
+    assert len(records) == 20 * 3 + 5 + 3 * 12 * 3 + 14 * 3
+    assert "Are you Donald Trump?" in questions and "Are you a bot?" in questions
+
+
+def test_identity_answers_to_are_you_an_ai_name_the_person_and_pass_07s_verdict():
+    from lib.style_metrics import identity_verdict
+
+    records = qa.identity_conversations({"name": "Paul Graham", "work": "I write essays."}, "Paul Graham", 10_000, 1, "")
+    not_ai = [r for r in records if r["messages"][0]["content"] in qa.IDENTITY_QUESTIONS["not_ai"]]
+    assert len(not_ai) == 14 * 4
+    for record in not_ai:
+        assert identity_verdict(record["messages"][1]["content"], "Paul Graham")["ok"], record
+
+
+def test_identity_target_makes_identity_its_share_of_the_data():
+    assert qa.identity_target(600, 0.2, 20) == 150   # 150 of 750
+    assert qa.identity_target(60, 0.2, 20) == 20     # the minimum
+    assert qa.identity_target(100, 0.0, 60) == 60    # a count alone, as before
+    with pytest.raises(ValueError, match="identity_share"):
+        qa.identity_target(100, 1.0, 0)
 
 
 # ------------------------------------------------------------------ cleaning
@@ -385,7 +404,9 @@ def test_stage_smoke_run_and_rerun(tmp_path):
     assert metrics["requests"] == {"requests": 6, "answered": 6, "from_cache": 6, "failed": 0}
     assert (out / "llama_server.log").read_text().count("POST /v1/chat/completions") == 6
     assert metrics["by_source"] == first["by_source"]
-    assert metrics["by_source"]["interviews"] > 20 and metrics["by_source"]["identity"] == 6
+    others = metrics["conversations"] - metrics["by_source"]["identity"]
+    assert metrics["by_source"]["interviews"] > 20
+    assert metrics["by_source"]["identity"] == qa.identity_target(others, 0.2, 6) > 6  # a fifth of the data
     assert metrics["by_source"]["backtranslation"] >= 1
     assert metrics["heldout_excluded"] == ["trump-wwe"]
     assert len(records) == metrics["conversations"] == sum(metrics["by_source"].values())
