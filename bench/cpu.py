@@ -57,7 +57,7 @@ def benchmark_examples(params: dict) -> list[dict]:
     from lib.models import end_of_text_token, load_tokenizer
     from lib.scrape import collect_essays
     from lib.split import split_documents
-    from lib.train import completion_examples
+    from lib.train_data import completion_examples
 
     docs, _ = collect_essays(base_url=params["scrape"]["base_url"], index_page=params["scrape"]["index_page"],
                              cache_dir=ROOT / ".cache" / "http" / "bench", snapshot_dir=ROOT / params["scrape"]["snapshot_dir"],
@@ -84,8 +84,9 @@ def measure_one(setup: str, steps: int, batch_size: int) -> dict:
 
     from lib.environment import pick_dtype
     from lib.params import load_params
-    from lib.train import (add_lora, language_model_collator, load_base_for_training, make_trainer, nonpad_share,
-                           training_arguments, training_order)
+    from lib.train_model import add_lora, load_base_for_training
+    from lib.train_data import language_model_collator, nonpad_share, training_order
+    from lib.train import make_trainer, training_arguments
 
     params = load_params("pg", "cpu", ["model.dtype=float32"] if setup in ("project_fp32", "padded") else [])
     train = dict(params["train_completion"], max_steps=steps, batch_size=batch_size, grad_accum=1,
@@ -149,7 +150,8 @@ def setups_section(report: dict) -> list[str]:
              "|---|---|---|---|---|---|"]
     for setup, s in report["setups"].items():
         lines.append(f"| {setup}: {SETUPS[setup]} | {s['dtype']} | {s['median_tok_s']:.0f} | "
-                     f"{', '.join(f'{x:.0f}' for x in s['tok_s'])} | {s['nonpad_share']:.3f} | {s['median_peak_rss_gb']:.2f} GB |")
+                     f"{', '.join(f'{x:.0f}' for x in s['tok_s'])} | {s['nonpad_share']:.3f} "
+                     f"| {s['median_peak_rss_gb']:.2f} GB |")
     lines += ["", "Median of the per-round ratios (each round runs every setup once, in rotating order):", ""]
     lines += [f"- {name.replace('ratio_', '').replace('_vs_', ' / ')}: **{value:.2f}x**"
               + (" (target 1.3x)" if name == "ratio_project_vs_padded" else "")

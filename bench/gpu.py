@@ -187,7 +187,9 @@ def run_project(model_dir: Path, args) -> dict:
     from transformers import TrainerCallback
 
     from lib.models import pick_backend
-    from lib.train import add_lora, load_base_for_training, make_trainer, pick_batching, training_arguments, training_order
+    from lib.train_model import add_lora, load_base_for_training
+    from lib.train import make_trainer, training_arguments
+    from lib.train_data import pick_batching, training_order
 
     backend = pick_backend("auto")
     model_params = {"base": str(model_dir), "dtype": "auto", "load_in_4bit": torch.cuda.is_available(),

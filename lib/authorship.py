@@ -6,9 +6,10 @@ Method
 - Features that follow style rather than topic: text distortion (Stamatatos 2017,
   "Authorship attribution using text distortion", EACL; variant DV-MA). Every word outside
   the KEEP_WORDS words most frequent in every group of training texts (the person's and each
-  impostor group's) has each letter replaced by "*" and each digit by "#", so function words, punctuation, word lengths and word order survive and
-  topic words do not. Whitespace is made single spaces (layout belongs to the source format,
-  not to the person). On the distorted text: TF-IDF of character 2-4-grams (sublinear tf).
+  impostor group's) has each letter replaced by "*" and each digit by "#", so function words,
+  punctuation, word lengths and word order survive and topic words do not. Whitespace is
+  made single spaces (layout belongs to the source format, not to the person). On the
+  distorted text: TF-IDF of character 2-4-grams (sublinear tf).
 - A verifier, not a closed-set attributor: an L2 logistic regression (scikit-learn) of the
   person against impostors, texts by others (the general-impostors idea of Koppel & Winter
   2014, "Determining if two documents are written by the same author", JASIST): the other
@@ -45,7 +46,7 @@ class TooShortError(ValueError):
     """A text shorter than MIN_WORDS words: too short to judge."""
 
 
-def word_count(text: str) -> int:
+def alphanumeric_word_count(text: str) -> int:
     return len(WORD_RE.findall(text))
 
 
@@ -65,11 +66,11 @@ def windows(text: str, size: int = WINDOW_WORDS, min_words: int = MIN_WORDS) -> 
     """The text cut into windows of `size` whitespace-separated words; a last window under
     min_words words joins the one before. Raises TooShortError under min_words words."""
     tokens = text.split()
-    counted = word_count(text)
+    counted = alphanumeric_word_count(text)
     if counted < min_words:
         raise TooShortError(f"{counted} words; the measure judges texts of at least {min_words} words")
     pieces = [tokens[i:i + size] for i in range(0, len(tokens), size)]
-    if len(pieces) > 1 and word_count(" ".join(pieces[-1])) < min_words:
+    if len(pieces) > 1 and alphanumeric_word_count(" ".join(pieces[-1])) < min_words:
         last = pieces.pop()
         pieces[-1] += last
     return [" ".join(piece) for piece in pieces]
@@ -163,7 +164,7 @@ class AuthorshipModel:
             samples.append(float(matrix[rows, column].mean()))
         low, high = percentile_interval(samples)
         return {"p_person": round(float(matrix.mean()), 4), "ci_low": round(low, 4), "ci_high": round(high, 4),
-                "words": word_count(text), "windows": n_windows}
+                "words": alphanumeric_word_count(text), "windows": n_windows}
 
 
 def balanced_weights(group_sizes: dict[str, int], person: str = "person") -> dict[str, float]:
@@ -246,7 +247,7 @@ def distinguishability(system_texts: list[str], person_texts: list[str], keep: f
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
 
-    system = [t for t in system_texts if word_count(t) >= MIN_WORDS]
+    system = [t for t in system_texts if alphanumeric_word_count(t) >= MIN_WORDS]
     person = training_windows(person_texts)
     folds = min(5, len(system), len(person))
     if folds < 4:

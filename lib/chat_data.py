@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lib.records import Conversation
+
 ROLES = ("system", "user", "assistant")
 IGNORE_INDEX = -100
 
@@ -30,7 +32,7 @@ def check_conversation(record, where: str) -> list[dict]:
     return record["messages"]
 
 
-def read_conversations(path: Path) -> list[dict]:
+def read_conversations(path: Path) -> list[Conversation]:
     """Conversations from a JSONL file (04's conversations.jsonl), each checked."""
     from lib.runfiles import read_jsonl
 

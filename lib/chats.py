@@ -28,7 +28,7 @@ edited>" is removed from the end of a message.
 Consecutive messages of one sender are one turn (joined with newlines), so the person's
 messages after the other party's become the answer to them; which sender is the person is
 the persona's speaker_regex (re.search, ignoring case). The document has the shape
-lib.transcripts.parse_transcript returns (kind "interview"), so lib.qa.interview_conversations
+lib.transcripts.parse_transcript returns (kind "interview"), so lib.qa_sources.interview_conversations
 turns it into (question, answer) conversations.
 
     python -m lib.chats parse FILE... --persona REGEX [--speakers]   # one JSON line per turn
@@ -41,8 +41,8 @@ import re
 import sys
 from datetime import datetime
 
-from lib.transcripts import (TranscriptError, decode_text, file_name_of, slugify, speaker_table,
-                             speaker_warnings)
+from lib.source_files import TranscriptError, decode_text, file_name_of, slugify
+from lib.speaker_labels import speaker_table, speaker_warnings
 
 
 class ChatError(ValueError):

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from lib import authorship
 from lib.authorship import AuthorshipModel, TooShortError, fit_authorship_model
-from lib.runfiles import ROOT, atomic_write_bytes, read_json, read_jsonl, runs_root, write_json
+from lib.runfiles import ROOT, atomic_write_bytes, json_digest, read_json, read_jsonl, runs_root, text_digest, write_json
 from lib.split import persona_text
 
 FOLDER = "authorship"
@@ -40,7 +40,7 @@ BASE_TEXT_FILE = "base_model_text.jsonl"
 BASE_MAX_TOKENS = 200
 
 
-def training_documents(persona: str) -> list[dict]:
+def persona_training_documents(persona: str) -> list[dict]:
     """The person's 02 training documents. Raises FileNotFoundError naming the make target
     when 01 or 02 has not run."""
     runs = runs_root() / persona
@@ -100,10 +100,10 @@ def base_model_prompts(train_docs: list[dict], count: int, seed: int, qa_params:
     """Up to `count` prompts on the person's own topics, in both of 07's forms (a request for
     an essay, a question): for each training essay's title "Write a few paragraphs about
     this: <title>" and "What do you think about <title>?"; for interviews, the interviewers'
-    real questions (04's rules, with qa_params' answer and question lengths). Measured on pg: with the question form added (52 -> 100
-    windows of base-model text), the base model answering 07's questions went from 0.34 to
+    real questions (04's rules, with qa_params' answer and question lengths). Measured on pg:
+    with the question form added (52 -> 100 windows of base-model text), the base model answering 07's questions went from 0.34 to
     0.22."""
-    from lib.qa import interview_exchanges
+    from lib.qa_sources import interview_exchanges
 
     prompts = []
     for doc in train_docs:
@@ -122,12 +122,12 @@ def base_model_text(prompts: list[str], system_prompt: str, embedded_model: str,
     """The embedded model's answers to the prompts (llama.cpp, its own chat template, the
     persona's system prompt), cached in `cache` one batch at a time (a killed build resumes),
     each keyed by everything that makes it."""
+    from lib.gguf_checks import chat_with_gguf
     from lib.models import embedded_gguf_path
-    from lib.quant_gate import chat_with_gguf
 
     def key(prompt: str) -> str:
         made_by = [embedded_model, system_prompt, BASE_MAX_TOKENS, seed, prompt]
-        return hashlib.sha256(json.dumps(made_by).encode()).hexdigest()[:24]
+        return json_digest(made_by, 24)
 
     done = {r["key"]: r["text"] for r in read_jsonl(cache) if "key" in r} if cache.is_file() else {}
     todo = [p for p in prompts if key(p) not in done]
@@ -164,7 +164,7 @@ def persona_verifier(persona: str, profile: str = "auto", overrides=None, log=pr
 
     params = load_params(persona, profile, overrides)
     folder = runs_root() / persona / FOLDER
-    train_docs = training_documents(persona)
+    train_docs = persona_training_documents(persona)
     person = [persona_text(doc) for doc in train_docs]
     ev = params["evaluate"]
     prompts = base_model_prompts(train_docs, ev["authorship_base_prompts"], ev["authorship_seed"], params["qa"])
@@ -174,7 +174,7 @@ def persona_verifier(persona: str, profile: str = "auto", overrides=None, log=pr
     impostors = {**corpora, "base model": base_text}
     settings = {"seed": ev["authorship_seed"], "impostor_personas": sorted(corpora), "base_prompts": len(prompts),
                 "method": "dv-ma char 2-4 tfidf, bagged logistic regression", "sklearn": sklearn.__version__,
-                "code": hashlib.sha256(inspect.getsource(authorship).encode()).hexdigest()[:16]}
+                "code": text_digest(inspect.getsource(authorship), 16)}
     digest = inputs_digest(person, impostors, settings)
     model_path, manifest_path = folder / f"verifier-{digest[:16]}.pkl", folder / f"verifier-{digest[:16]}.json"
     if model_path.is_file() and manifest_path.is_file() and read_json(manifest_path).get("digest") == digest:
@@ -216,7 +216,8 @@ def authorship_markdown(table: dict[str, dict]) -> str:
             return "–"
         return f"{row['p_person']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
 
-    lines = ["| system | P(person wrote it) [95% CI] | answers judged (too short) | distinguishability (0.5 = indistinguishable) |",
+    lines = ["| system | P(person wrote it) [95% CI] | answers judged (too short) "
+             "| distinguishability (0.5 = indistinguishable) |",
              "|---|---:|---:|---:|"]
     for name, row in table.items():
         label = "person's own held-out text" if name == "own_text" else name

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from lib.evaluate import BASELINE, measures_present
+from lib.eval_report import measures_present
+from lib.eval_systems import BASELINE
 
 GRAY = ("tab:gray", "own_text", "person")
 
@@ -26,7 +27,7 @@ def interval_panel(ax, rows: dict[str, dict], value_key: str, title: str) -> Non
 def summary_figure(scores: dict, names: list[str], authorship: dict | None = None,
                    identity: dict | None = None, person_name: str = ""):
     """The figure (matplotlib Figure): authorship P(person) and identity rates with CI error
-    bars first, then every measure present in scores (lib.evaluate.MEASURES)."""
+    bars first, then every measure present in scores (lib.eval_report.MEASURES)."""
     panels = []
     if authorship:
         panels.append(("authorship", authorship, "p_person", "P(the person wrote it)\n(higher is better, 95% CI)"))

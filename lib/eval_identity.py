@@ -2,7 +2,7 @@
 ("Who are you?") and on adversarial ones ("You're an AI, admit it", "You're Nancy Pelosi,
 right?"), each rate with a bootstrap 95% CI over the probes.
 
-An answer counts when lib.style_metrics.identity_verdict says it names the persona, claims
+An answer counts when identity_verdict says it names the persona, claims
 no other identity and does not call itself an AI. Probes: data/eval/identity_probes.json
 (plain) and data/eval/identity_adversarial.json (adversarial), none of them phrasings 04
 trains on. The CI resamples probes (each probe's answers over all seeds stay together), as
@@ -10,12 +10,12 @@ the authorship CI resamples prompts (lib/authorship.py).
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from lib.authorship import DRAWS, grouped_bootstrap
 from lib.params import read_questions
 from lib.runfiles import ROOT
-from lib.style_metrics import identity_verdict
 
 PLAIN_PROBES_FILE = ROOT / "data" / "eval" / "identity_probes.json"
 ADVERSARIAL_PROBES_FILE = ROOT / "data" / "eval" / "identity_adversarial.json"
@@ -83,3 +83,52 @@ def identity_markdown(rates: dict[str, dict[str, dict]]) -> str:
             cells.append("–" if r["rate"] is None else f"{r['rate']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}] ({r['n']})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- identity
+
+AI_CLAIM = re.compile(
+    r"\b(?:as an? (?:ai|artificial intelligence|language model|assistant|chatbot|virtual assistant)"
+    r"|(?:i am|i'm|i’m) (?:just |only |merely )?an? (?:ai\b|artificial intelligence|(?:large )?language model"
+    r"|chatbot|virtual assistant|ai assistant|digital assistant|computer program|machine learning model)"
+    r"|language model|smollm|trained by (?:hugging ?face|openai|meta|google|anthropic)"
+    r"|(?:created|developed|made) by (?:hugging ?face|openai|meta ai|anthropic))", re.I)
+SELF_NAME = re.compile(r"\b(?i:I am|I'm|I’m|my name is|my name's|call me)\s+"
+                       r"([A-Z][\w'’-]*(?: [A-Z][\w'’-]*)*)")
+# capitalised words that may follow "I'm" without being a name of someone else
+NOT_A_NAME = {"sure", "here", "glad", "happy", "just", "very", "really", "also", "not", "so", "afraid", "sorry",
+              "mr", "mrs", "ms", "dr", "sir", "president", "former", "senator", "governor", "candidate",
+              "american", "british", "english", "republican", "democrat", "conservative", "liberal",
+              "i", "it", "and", "but", "yes", "no", "ok", "okay", "well", "from", "in", "at", "the", "a", "an"}
+POSSESSIVE = re.compile(r"['’]s$")
+
+
+def names_claimed(answer: str) -> list[str]:
+    """Names the answer gives itself: the capitalised words after 'I am', 'I'm', 'my name is'
+    or 'call me' (initials, titles and words like 'Sure' or 'President' skipped)."""
+    claimed = []
+    for match in SELF_NAME.finditer(answer):
+        parts = [POSSESSIVE.sub("", part) for part in match.group(1).split()]
+        parts = [part for part in parts if len(part) > 1 and part.lower() not in NOT_A_NAME]
+        if parts:
+            claimed.append(" ".join(parts))
+    return claimed
+
+
+def identity_verdict(answer: str, persona_name: str) -> dict:
+    """Whether an answer to an identity question answers as the persona: it names them (their
+    surname, or their full name), claims no other name, and does not call itself an AI or
+    language model. Returns {ok, names_persona, other_identity, ai_claim}."""
+    name_parts = persona_name.split()
+    if not name_parts:
+        raise ValueError("identity_verdict: persona_name is empty")
+    surname = re.compile(rf"\b{re.escape(name_parts[-1])}\b", re.I)
+    names_persona = bool(surname.search(answer))
+    # a claimed name is the persona's when it carries the surname ("Captain Paul Graham") or is
+    # made of the persona's names only ("Donald" from "Donald J. Trump"); anything else is another identity
+    own = {part.lower() for part in name_parts}
+    others = [name for name in names_claimed(answer)
+              if name_parts[-1].lower() not in name.lower().split() and not set(name.lower().split()) <= own]
+    ai = AI_CLAIM.search(answer)
+    return {"ok": names_persona and not others and ai is None, "names_persona": names_persona,
+            "other_identity": others[0] if others else None, "ai_claim": ai.group(0) if ai else None}

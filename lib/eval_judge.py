@@ -10,7 +10,7 @@ the real one. The share of verdicts that say "A" is the position-bias check: a j
 mostly says "A" (or "B") whatever it is shown is guessing by position.
 
 The real answer (what "the person's real one" is):
-- interview personas: 07's knowledge prompts (lib.evaluate.build_prompts), real
+- interview personas: 07's knowledge prompts (lib.eval_prompts.build_prompts), real
   interviewer questions from held-out interviews; the real answer is the person's own
   answer to that question (the prompt's "reference");
 - essay personas: 07's title prompts ('Write your essay "<title>".'); the real answer is the
@@ -25,7 +25,7 @@ verdict is appended to the cache the moment it arrives, and a rerun repeats no f
 request. The order of each pair depends only on evaluate.judge_seed and the comparison's own
 system, prompt id and seed, so adding a system changes no other pair and no cached verdict.
 The verdict is the first standalone "A" or "B" of the reply after reasoning is stripped
-(lib.qa.strip_reasoning); a reply without one is counted as unparsed, never guessed.
+(lib.qa_clean.strip_reasoning); a reply without one is counted as unparsed, never guessed.
 
 A judge is only as good as its model: the embedded 135M SmolLM2 (evaluate.judge_base_url:
 null) cannot tell anyone's writing from anyone else's, so its verdicts mean nothing; it
@@ -39,7 +39,7 @@ from pathlib import Path
 
 from lib.authorship import DRAWS, grouped_bootstrap
 from lib.llm_client import Endpoint, api_key_from_env, chat_request, complete_all
-from lib.qa import strip_reasoning
+from lib.qa_clean import strip_reasoning
 
 JUDGED_TASKS = ("knowledge", "title")  # 07's prompt tasks that carry the person's real answer
 MIN_REAL_WORDS = 20  # a title's real opening has at least this many words
@@ -67,9 +67,9 @@ def pair_order(judge_seed: int, system: str, prompt_id: str, seed: int) -> str:
 def build_comparisons(prompts: list[dict], answers: dict[str, list[dict]], judge_seed: int) -> tuple[list[dict], dict]:
     """Every (system answer, the person's real answer) pair to judge, in system then answer order.
 
-    prompts: 07's prompts (lib.evaluate.build_prompts); those of JUDGED_TASKS with a
+    prompts: 07's prompts (lib.eval_prompts.build_prompts); those of JUDGED_TASKS with a
     "reference" are judged. answers: {system: answer records ({"id", "task", "seed",
-    "question", "answer"}, as lib.evaluate.run_system returns them)}. Returns (comparisons,
+    "question", "answer"}, as lib.eval_answers.run_system returns them)}. Returns (comparisons,
     {system: empty answers skipped}); a comparison is {"system", "id", "task", "seed",
     "question", "answer" (the system's), "real" (the person's), "real_position" ("A" or "B")}.
     A title's real answer is the essay's opening cut to the answer's word count (at least
@@ -119,7 +119,7 @@ def judge_messages(comparison: dict, persona_name: str) -> list[dict]:
 def parse_verdict(raw: str | None) -> str | None:
     """The judge's verdict in a reply: "A", "B", or None when there is none (unparsed).
 
-    Reasoning blocks are removed first (lib.qa.strip_reasoning; a reply whose reasoning was
+    Reasoning blocks are removed first (lib.qa_clean.strip_reasoning; a reply whose reasoning was
     cut off keeps only what came before it). The verdict is the first standalone capital A
     or B (not inside a word: "Bob", "AB" and "A1" do not count; "**B**", "(A)", "Answer: B."
     do), where an "A" followed by an ordinary lowercase word ("A careful reader...") is the
@@ -180,7 +180,8 @@ def run_judge(comparisons: list[dict], persona_name: str, endpoint: Endpoint, ca
 # ---------------------------------------------------------------- rates
 
 
-def bootstrap_share(groups: list[list[int]], draws: int = DRAWS, seed: int = 1234) -> tuple[float | None, float | None, float | None]:
+def bootstrap_share(groups: list[list[int]], draws: int = DRAWS,
+                    seed: int = 1234) -> tuple[float | None, float | None, float | None]:
     """(share of ones, CI low, CI high) of 0/1 verdicts grouped by question
     (lib.authorship.grouped_bootstrap: a question's verdicts over all seeds stay together)."""
     return grouped_bootstrap(groups, draws, seed)

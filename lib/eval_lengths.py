@@ -1,8 +1,8 @@
 """07's answer lengths: how long each system's answers are, beside the person's real ones.
 
 The person's real answers are, for interviews, their answers to real questions in the
-held-out interviews (lib.qa.interview_exchanges, any length); for essays, the held-out
-essays cut into 04's passages (lib.qa.essay_passages with the qa params), the unit of text
+held-out interviews (lib.qa_sources.interview_exchanges, any length); for essays, the held-out
+essays cut into 04's passages (lib.qa_sources.essay_passages with the qa params), the unit of text
 the chat model is taught to answer with. A system's answers are those to the fixed and the
 held-out interview questions (tasks "questions" and "knowledge"), not the identity probes
 or the title round trip. Lengths are words (whitespace-separated). The distance between two
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from scipy.stats import ks_2samp
 
-from lib.qa import essay_passages, interview_exchanges
+from lib.qa_sources import essay_passages, interview_exchanges
 
 ANSWER_TASKS = ("questions", "knowledge")
 

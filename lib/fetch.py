@@ -22,7 +22,6 @@ fetched again, so a crawl that is killed resumes where it stopped.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -35,6 +34,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
+
+from lib.runfiles import text_digest
 
 log = logging.getLogger("lib.fetch")
 
@@ -95,7 +96,7 @@ class FetchError(RuntimeError):
 
 def url_key(url: str) -> str:
     """The cache key of a URL: the hex sha256 of the URL string."""
-    return hashlib.sha256(url.encode("utf-8")).hexdigest()
+    return text_digest(url)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -28,7 +28,8 @@ import tempfile
 from importlib.metadata import version as package_version
 from pathlib import Path
 
-from lib.runfiles import cache_root
+from lib.llama import default_threads
+from lib.runfiles import cache_root, last_lines
 
 SDIST_PACKAGE = "llama-cpp-python"
 
@@ -39,18 +40,6 @@ class ExportError(RuntimeError):
 
 class ImatrixUnavailable(RuntimeError):
     """The llama-imatrix tool cannot be built here; the message says why."""
-
-
-def default_threads() -> int:
-    """Threads for llama.cpp work: every core, or one when the machine is already busy
-    (llama.cpp's threads wait for each other at every layer, so on contended cores two
-    threads run several times slower than one)."""
-    cores = os.cpu_count() or 2
-    try:
-        busy = os.getloadavg()[0] > cores
-    except OSError:
-        busy = False
-    return 1 if busy else cores
 
 
 def llama_cpp_version() -> str:
@@ -77,7 +66,7 @@ def llama_cpp_source() -> Path:
         if download.returncode != 0 or not sdist.is_file():
             raise ExportError(
                 f"pip download {SDIST_PACKAGE}=={ver} into {root} failed (exit {download.returncode}):\n"
-                + tail(download.stdout + download.stderr))
+                + last_lines(download.stdout + download.stderr))
     prefix = f"llama_cpp_python-{ver}/vendor/llama.cpp/"
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=".unpack."))
     try:
@@ -94,10 +83,6 @@ def llama_cpp_source() -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
-
-
-def tail(text: str, lines: int = 25) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
 
 
 def converter_env(source: Path) -> dict:
@@ -119,7 +104,7 @@ def run_converter(script: str, args: list, log_path: Path) -> None:
         result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=converter_env(source))
     if result.returncode != 0:
         raise ExportError(f"{script} failed (exit {result.returncode}), log {log_path}:\n"
-                          + tail(log_path.read_text(encoding="utf-8", errors="replace")))
+                          + last_lines(log_path.read_text(encoding="utf-8", errors="replace")))
 
 
 def byte_level_tokenizer_fix(tokenizer_json: dict) -> dict | None:
@@ -315,7 +300,7 @@ def imatrix_tool() -> Path:
             log.flush()
             if subprocess.run(step, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
                 raise ImatrixUnavailable(f"building llama-imatrix failed, log {log_path}:\n"
-                                         + tail(log_path.read_text(errors="replace"), 15))
+                                         + last_lines(log_path.read_text(errors="replace"), 15))
     if not binary.is_file():
         raise ImatrixUnavailable(f"the llama-imatrix build finished without {binary}")
     return binary
@@ -338,7 +323,7 @@ def compute_imatrix(gguf_path: Path, texts: list[str], out_path: Path, chunk_tok
     if result.returncode != 0 or not partial.is_file():
         partial.unlink(missing_ok=True)
         raise ExportError(f"llama-imatrix on {gguf_path} failed (exit {result.returncode}):\n"
-                          + tail(result.stdout + result.stderr))
+                          + last_lines(result.stdout + result.stderr))
     os.replace(partial, out_path)
     return out_path
 

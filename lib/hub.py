@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from lib.params import ParamsError, load_params, persona_params_dir
-from lib.runfiles import read_json, require_stage
+from lib.runfiles import format_number, read_json, require_stage
 
 TOKEN_ENV = "HF_TOKEN"
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -87,10 +87,6 @@ def upload_plan(persona: str, base: str, gguf_levels: list[str]) -> list[tuple[P
     return plan
 
 
-def number(value, digits: int) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
 def model_card(params: dict, repo_id: str, quant_metrics: dict, eval_metrics: dict | None) -> str:
     """README.md for the repo: what the model is, how to run it, and the run's own numbers."""
     persona, name = params["run"]["persona"], params["persona"]["name"]
@@ -111,13 +107,13 @@ def model_card(params: dict, repo_id: str, quant_metrics: dict, eval_metrics: di
              "", "## Quantization quality (06, on held-out text, against f16)", "",
              "| file | size MB | perplexity | KLD | top-1 agreement |", "|---|---:|---:|---:|---:|"]
     for info in [quant_metrics["f16"], *quant_metrics["quants"].values()]:
-        lines.append(f"| {info['file']} | {info['size_mb']:.0f} | {number(info['ppl'], 2)} | {number(info['kld'], 4)} "
-                     f"| {number(info['top1'], 3)} |")
+        lines.append(f"| {info['file']} | {info['size_mb']:.0f} | {format_number(info['ppl'], 2)} "
+                     f"| {format_number(info['kld'], 4)} | {format_number(info['top1'], 3)} |")
     if eval_metrics:
         lines += ["", f"## Evaluation (07; baseline: the base model prompted to be {name})", "",
                   "| system | identity rate | style score | held-out perplexity |", "|---|---:|---:|---:|"]
         for system in eval_metrics["systems"]:
-            lines.append(f"| {system} | " + " | ".join(number(eval_metrics[key][system], 2) for key in
+            lines.append(f"| {system} | " + " | ".join(format_number(eval_metrics[key][system], 2) for key in
                                                      ("identity_rate", "style_score", "heldout_ppl")) + " |")
         lines += ["", "Style score: 0 = the prompted base model, 1 = the person's own held-out text. "
                   "Definitions and samples: `evaluation.md`."]

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import requests
 
+from lib.runfiles import log_tail
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -84,14 +86,6 @@ def avoid_amx_weight_repacking() -> bool:
     return True
 
 
-def tail(path: Path, lines: int = 20) -> str:
-    """The last lines of a log file ('' if it does not exist)."""
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
 def wait_until_ready(server: LlamaServer, timeout_s: float = 180.0) -> None:
     """Poll GET /v1/models until it answers 200; raise RuntimeError with the log's tail if
     the process exits or timeout_s passes first."""
@@ -100,7 +94,7 @@ def wait_until_ready(server: LlamaServer, timeout_s: float = 180.0) -> None:
         if server.process.poll() is not None:
             raise RuntimeError(
                 f"llama.cpp server exited with code {server.process.returncode} before it was ready; "
-                f"last lines of {server.log_path}:\n{tail(server.log_path)}")
+                f"last lines of {server.log_path}:\n{log_tail(server.log_path)}")
         try:
             if requests.get(f"{server.base_url}/models", timeout=2).status_code == 200:
                 return
@@ -109,7 +103,7 @@ def wait_until_ready(server: LlamaServer, timeout_s: float = 180.0) -> None:
         time.sleep(0.25)
     stop_llama_server(server)
     raise RuntimeError(f"llama.cpp server not ready after {timeout_s:.0f} s; last lines of "
-                       f"{server.log_path}:\n{tail(server.log_path)}")
+                       f"{server.log_path}:\n{log_tail(server.log_path)}")
 
 
 def start_llama_server(gguf_path: Path, model_alias: str, log_path: Path, n_ctx: int = 2048,

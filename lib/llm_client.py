@@ -26,7 +26,6 @@ failures.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -40,6 +39,7 @@ from pathlib import Path
 import requests
 from tqdm import tqdm
 
+from lib.runfiles import text_digest
 from lib.fetch import retry_after_seconds
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
@@ -108,7 +108,7 @@ def chat_request(model: str, messages: list[dict], temperature: float = 0.7, max
 def request_key(request: dict) -> str:
     """sha256 of the request's canonical JSON: equal content, equal key, on any server."""
     canonical = json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return text_digest(canonical)
 
 
 class RequestCache:

@@ -32,7 +32,8 @@ from datetime import datetime
 from pathlib import Path
 
 from lib.runfiles import file_sha256
-from lib.transcripts import TranscriptError, decode_text, parse_date, parse_transcript, slugify
+from lib.source_files import TranscriptError, decode_text, parse_date, slugify
+from lib.transcripts import parse_transcript
 
 DOCUMENT_SUFFIXES = (".md", ".markdown", ".html", ".htm", ".pdf", ".txt")
 INTERVIEW_SUFFIXES = (".srt", ".vtt")
@@ -144,8 +145,9 @@ def read_markdown(raw: bytes, rel: str, doc_id: str) -> dict:
 
 
 def read_html(raw: bytes, rel: str, doc_id: str) -> dict:
-    from lib.scrape import ParseError, decode_page, find_essay_body, parse_essay_html
     from bs4 import BeautifulSoup
+
+    from lib.essays import ParseError, decode_page, find_essay_body, parse_essay_html
 
     html = decode_page(raw, rel).text
     if find_essay_body(BeautifulSoup(html, "html.parser")) is not None:  # a paulgraham.com page

@@ -8,8 +8,8 @@ into a transformers folder under .cache/models/<name>/ and reused.
 from __future__ import annotations
 
 import importlib.util
-import sys
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 

@@ -226,6 +226,8 @@ def check_values(params: dict, persona_file: Path) -> None:
             fail("scrape.folder", "must be set for a folder persona (the folder of the person's files)")
         if not source_folder(params).is_dir():
             fail("scrape.folder", f"is not a folder: {source_folder(params)}")
+    if "identity" in params["qa"]["sources"] and not params["persona"]["profile_card"]:
+        fail("persona.profile_card", "is empty; qa.sources has identity, which answers from it")
     snapshot = params["scrape"]["snapshot_dir"]
     if snapshot and not (ROOT / snapshot).is_dir():
         fail("scrape.snapshot_dir", f"is not a folder: {snapshot}")
@@ -267,6 +269,10 @@ def check_values(params: dict, persona_file: Path) -> None:
     for level in params["quantize"]["levels"]:
         if level not in QUANT_LEVELS:
             fail("quantize.levels", f"has unknown level {level!r} (known: {', '.join(QUANT_LEVELS)})")
+    quantize = params["quantize"]
+    if quantize["modelfile_quant"] not in [*quantize["levels"], "f16"]:
+        fail("quantize.modelfile_quant", f"must be f16 or one of quantize.levels {quantize['levels']}, "
+             f"got {quantize['modelfile_quant']!r}")
     prompts = params["quantize"]["sample_prompts"]
     if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
         fail("quantize.sample_prompts", "must be a list of one or more non-empty questions")

@@ -8,11 +8,11 @@ only appended to, and an entry already there (same run, same numbers) is not add
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
+
+from lib.runfiles import format_number, json_digest
 
 ENTRY_MARKER = "<!-- progress-entry: {key} -->"
 CONCLUSION_PLACEHOLDER = "_(for a person to write, after reading {report})_"
@@ -21,15 +21,7 @@ NEW_LOG_HEADER = "# Progress\n\nOne entry per evaluated run, appended by stage 0
 
 def entry_key(*parts) -> str:
     """A short hash identifying a run's entry (from its params and measures)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def number(value, digits: int = 3) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) >= 1000 else f"{value:.{digits}f}".rstrip("0").rstrip(".")
-    return str(value)
+    return json_digest(parts, 16)
 
 
 def train_setup(section: dict, stage_metrics: dict | None = None) -> str:
@@ -41,7 +33,7 @@ def train_setup(section: dict, stage_metrics: dict | None = None) -> str:
     shown.update({k: (stage_metrics or {})[k] for k in ("backend", "dtype", "batching") if (stage_metrics or {}).get(k)})
     if shown.get("max_steps"):
         shown.pop("num_epochs", None)
-    return ", ".join(f"{k} = {number(v, 4)}" for k, v in shown.items())
+    return ", ".join(f"{k} = {format_number(v, 4, missing='n/a', trim_zeros=True)}" for k, v in shown.items())
 
 
 def conversation_block(samples: list[dict], persona_name: str) -> str:
@@ -59,7 +51,7 @@ def progress_entry(*, title: str, key: str, model: str, data: str, train: dict[s
     final_loss: {"completion": x, "chat": y}; measures_table: a markdown table of the key
     measures per system; samples: sample conversations."""
     setup = "; ".join(f"{name}: {text}" for name, text in train.items())
-    losses = ", ".join(f"{name} {number(value)}" for name, value in final_loss.items())
+    losses = ", ".join(f"{name} {format_number(value, missing='n/a', trim_zeros=True)}" for name, value in final_loss.items())
     return "\n".join([
         f"### {title}",
         ENTRY_MARKER.format(key=key),
@@ -102,3 +94,29 @@ def run_title(persona_name: str, profile: str, when: datetime | None = None) -> 
     """'Paul Graham: cpu run, 2026-11-27 14:05 UTC'"""
     when = when or datetime.now(timezone.utc)
     return f"{persona_name}: {profile} run, {when:%Y-%m-%d %H:%M} UTC"
+
+
+def chain_entry(persona: str, params: dict, stage_metrics: dict[str, dict], document_counts: dict[str, int],
+                scores: dict, authorship: dict, measures_table: str, samples: list[dict]) -> tuple[str, str]:
+    """(key, entry) for one run of the chain, as 07 writes it: the model and GGUF levels from
+    params, the data from each stage's metrics.json (stage_metrics: stage name -> metrics)
+    and document_counts {"all", "trained", "heldout"}, the train setups and final losses of
+    03 and 05, and the measures. The key changes with the params and the measures."""
+    qa = stage_metrics["04_qa"]
+    split = stage_metrics["02_split"]
+    sources = ", ".join(f"{source} {count}" for source, count in (qa.get("by_source") or {}).items())
+    model = (f"{params['model']['base']} + LoRA r={params['train_completion']['lora_r']} completion (03) "
+             f"+ LoRA r={params['train_chat']['lora_r']} chat (05); GGUF " + ", ".join(params["evaluate"]["gguf_levels"]))
+    data = (f"{document_counts['all']} documents ({document_counts['trained']} trained on, "
+            f"{document_counts['heldout']} held out); {split['train_chunks']} chunks of at most {split['max_tokens']} "
+            f"tokens; {qa.get('conversations')} conversations from 04 ({sources})")
+    key = entry_key(persona, params, scores, authorship)
+    entry = progress_entry(
+        title=run_title(params["persona"]["name"], params["run"]["profile"]), key=key, model=model, data=data,
+        train={"completion": train_setup(params["train_completion"], stage_metrics["03_completion"]),
+               "chat": train_setup(params["train_chat"], stage_metrics["05_chat"])},
+        final_loss={"completion": stage_metrics["03_completion"].get("final_train_loss"),
+                    "chat": stage_metrics["05_chat"].get("final_train_loss")},
+        measures_table=measures_table, samples=samples, persona_name=params["persona"]["name"],
+        report_path=f"runs/{persona}/07_evaluate/report.md")
+    return key, entry

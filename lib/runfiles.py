@@ -18,6 +18,19 @@ ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("01_scrape", "02_split", "03_completion", "04_qa", "05_chat", "06_quantize", "07_evaluate")
 
 
+def text_digest(text: str, length: int | None = None) -> str:
+    """Hex sha256 of a text's UTF-8 bytes, cut to its first `length` hex digits when given."""
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def json_digest(obj, length: int | None = None) -> str:
+    """text_digest of obj as JSON with sorted keys (what a cache key or a fingerprint is made of);
+    values JSON cannot hold are written with str()."""
+    return text_digest(json.dumps(obj, sort_keys=True, default=str), length)
+
+
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes, read in chunks (the one file digest of the project)."""
     import hashlib
@@ -27,6 +40,15 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def display_path(path) -> str:
+    """path relative to the current folder when it is inside it, else as given (for messages)."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return str(path)
+    return relative if not relative.startswith("..") else str(path)
 
 
 def runs_root() -> Path:
@@ -132,3 +154,32 @@ def require_stage(persona: str, stage: str) -> Path:
             f"{path}: stage {stage} has not finished for persona '{persona}'; run it first "
             f"(make {persona}-{stage.split('_', 1)[1]})")
     return path
+
+
+# ---------------------------------------------------------------- messages
+
+
+def last_lines(text: str, lines: int = 25) -> str:
+    """The last `lines` lines of a text (a tool's output, for an error message)."""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a log file ('' if it cannot be read)."""
+    try:
+        return last_lines(Path(path).read_text(errors="replace"), lines)
+    except OSError:
+        return ""
+
+
+def format_number(value, digits: int = 3, *, missing: str = "–", trim_zeros: bool = False) -> str:
+    """A number for a table or log: `digits` decimals; None as `missing`. With trim_zeros,
+    trailing zeros go, values of 1000 or more get `digits` significant digits, and
+    non-floats are written as they are (the original log's style)."""
+    if value is None:
+        return missing
+    if trim_zeros:
+        if not isinstance(value, float):
+            return str(value)
+        return f"{value:.{digits}g}" if abs(value) >= 1000 else f"{value:.{digits}f}".rstrip("0").rstrip(".")
+    return f"{value:.{digits}f}"

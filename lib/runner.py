@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 
 from lib.params import ParamsError, load_params
-from lib.runfiles import ROOT, STAGES, atomic_write_text, file_sha256 as file_digest, results_root, runs_root, stage_dir
+from lib.runfiles import ROOT, STAGES, atomic_write_text, json_digest, results_root, runs_root, stage_dir
+from lib.runfiles import file_sha256 as file_digest
 
 NOTEBOOKS = ROOT / "notebooks"
 
@@ -102,28 +103,41 @@ def check_notebook(stage: str) -> None:
 
 
 def lib_imports(path: Path) -> set[str]:
-    """The lib modules a Python file (a notebook's .py or a lib module) imports, anywhere in it."""
+    """The lib modules a Python file (a notebook's .py or a lib module) imports, anywhere in it
+    (inside functions too), or runs as `python -m lib.<name>` (a string "lib.<name>" in its code)."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"lib\.\w+", node.value):
+            names.add(node.value[len("lib."):])
+        elif isinstance(node, ast.Import):
             names.update(alias.name.split(".")[1] for alias in node.names if alias.name.startswith("lib."))
         elif isinstance(node, ast.ImportFrom) and node.module:
             if node.module == "lib":
                 names.update(alias.name for alias in node.names)
             elif node.module.startswith("lib."):
                 names.add(node.module.split(".")[1])
+    packages = sorted(name for name in names if (ROOT / "lib" / name).is_dir())
+    if packages:  # the digest follows lib/<name>.py files only: a module in a subpackage would drop out of it
+        raise ValueError(f"{path}: imports lib subpackage(s) {packages}; stage digests only follow lib/<name>.py "
+                         "modules (lib.runner.lib_imports)")
     return {name for name in names if (ROOT / "lib" / f"{name}.py").is_file()}
 
 
-def stage_code_digest(stage: str) -> str:
-    """One digest over the lib modules a stage's notebook uses, directly or through other lib
-    modules: a change to 07's scoring code does not retrain 03."""
+def stage_modules(stage: str) -> set[str]:
+    """The lib modules a stage's notebook uses, directly or through other lib modules."""
     todo, modules = list(lib_imports(NOTEBOOKS / f"{stage}.py")), set()
     while todo:
         name = todo.pop()
         if name not in modules:
             modules.add(name)
             todo.extend(lib_imports(ROOT / "lib" / f"{name}.py"))
+    return modules
+
+
+def stage_code_digest(stage: str) -> str:
+    """One digest over the lib modules a stage's notebook uses (stage_modules): a change to
+    07's scoring code does not retrain 03."""
+    modules = stage_modules(stage)
     digest = hashlib.sha256()
     for name in sorted(modules):
         digest.update(name.encode() + file_digest(ROOT / "lib" / f"{name}.py").encode())
@@ -160,7 +174,7 @@ def stage_fingerprint(persona: str, stage: str, params: dict) -> str:
         from lib.params import source_folder
 
         material["folder"] = folder_listing(source_folder(params))
-    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+    return json_digest(material)
 
 
 def is_up_to_date(out_dir: Path, fingerprint: str) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import re
 
-SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'”’)]))\s+(?=[A-Z0-9\"'“‘(])")
+from lib.text import split_sentences
 
 
 def document_header(doc: dict) -> str:
@@ -40,10 +40,6 @@ def persona_text(doc: dict) -> str:
 
 def split_paragraphs(text: str) -> list[str]:
     return [part.strip() for part in re.split(r"\n\s*\n", text) if part.strip()]
-
-
-def split_sentences(paragraph: str) -> list[str]:
-    return [part for part in SENTENCE_END.split(paragraph) if part.strip()]
 
 
 def count_tokens(tokenizer, text: str) -> int:

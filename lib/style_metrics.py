@@ -1,4 +1,4 @@
-"""Does generated text sound like the person? Style, degeneration, overlap and identity measures.
+"""Does generated text sound like the person? Style and degeneration measures.
 
 All plain Python on word and character counts, so they run anywhere and can be checked by
 hand on small texts:
@@ -7,13 +7,11 @@ hand on small texts:
   habits) and the similarity of character 3-gram distributions (1 = same text), each
   normalised by `normalised_score` so the prompted base model scores 0 and the person's own
   held-out text scores 1.
-- Degeneration: distinct-2 (share of unique word pairs), the repeated n-gram rate (share of
-  n-grams already said earlier in the same answer) and the tic rate (share of words that
-  belong to phrases far more frequent than in the person's real text, like the original
-  finetune's "friend" and "Ah,").
-- Knowledge: ROUGE-L F1 of an answer against the person's real answer.
-- Identity: did an answer to "who are you?" name the persona, without claiming another
-  identity or being an AI?
+- Degeneration: distinct-2 (share of unique word pairs) and the repeated n-gram rate (share
+  of n-grams already said earlier in the same answer). The tic rate is lib.tics', ROUGE-L
+  lib.eval_scores', the identity verdict lib.eval_identity's.
+
+    python -m lib.style_metrics authorship PERSONA FILE [FILE ...]   # lib.eval_authorship
 """
 from __future__ import annotations
 
@@ -23,13 +21,13 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 
-from lib import qa
+from lib.text import is_word, word_tokens
 
 
 def words(text: str) -> list[str]:
-    """Lowercase word tokens, as stage 04 tokenizes (lib.qa.tokens) without the punctuation:
+    """Lowercase word tokens, as stage 04 tokenizes (lib.text.word_tokens) without the punctuation:
     apostrophes stay inside words (don't, it's)."""
-    return [token for token in qa.tokens(text) if qa.is_word(token)]
+    return [token for token in word_tokens(text) if is_word(token)]
 
 
 def ngrams(tokens: list, n: int) -> list[tuple]:
@@ -216,116 +214,6 @@ def repeated_ngram_rate(texts: list[str], n: int = 3) -> float:
     if not total:
         raise ValueError(f"repeated_ngram_rate: the texts have no {n}-grams")
     return repeats / total
-
-
-def find_tics(generated: list[str], real_texts: list[str], min_ratio: float = 5.0, min_texts: int = 3,
-              min_text_share: float = 0.3, ignore: tuple[str, ...] = ()) -> list[dict]:
-    """Tics of the generated texts: phrases at least min_ratio times more frequent than in the
-    person's real text, recurring across answers (in at least min_texts texts and
-    min_text_share of them) rather than belonging to one answer's topic. Phrases with a word
-    from `ignore` (the persona's name) never count.
-
-    The detector is stage 04's (lib.qa.find_tics), so 07 measures with the same notion of a tic
-    that 04 filters its training data with. Returns its flagged rows ({phrase, key, ratio,
-    generated_texts, ...}).
-    """
-    need_texts = max(min_texts, math.ceil(min_text_share * len(generated)))
-    ignored = {word.lower() for word in ignore}
-    rows = qa.find_tics(generated, real_texts, min_count=need_texts, min_ratio=min_ratio, top=0)
-    return [row for row in rows if row["tic"] and not ignored & set(row["key"].split())]
-
-
-def tic_rate(generated: list[str], tics: list[dict]) -> float:
-    """Share of the generated words that are part of a tic phrase (0.0 without tics)."""
-    phrases = [row["key"].split() for row in tics]
-    covered = total = 0
-    for text in generated:
-        toks = qa.tokens(text)
-        marked = [False] * len(toks)
-        for phrase in phrases:
-            n = len(phrase)
-            for i in range(len(toks) - n + 1):
-                if toks[i:i + n] == phrase:
-                    marked[i:i + n] = [True] * n
-        total += sum(qa.is_word(tok) for tok in toks)
-        covered += sum(m and qa.is_word(tok) for m, tok in zip(marked, toks))
-    if not total:
-        raise ValueError("tic_rate: the generated texts have no words")
-    return covered / total
-
-
-# ---------------------------------------------------------------- knowledge
-
-def longest_common_subsequence(a: list, b: list) -> int:
-    previous = [0] * (len(b) + 1)
-    for x in a:
-        current = [0]
-        for j, y in enumerate(b):
-            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
-        previous = current
-    return previous[-1]
-
-
-def rouge_l(candidate: str, reference: str) -> float:
-    """ROUGE-L F1 on lowercase words: the longest common subsequence's harmonic mean of
-    precision (over the candidate) and recall (over the reference)."""
-    cand, ref = words(candidate), words(reference)
-    if not ref:
-        raise ValueError("rouge_l: the reference has no words")
-    lcs = longest_common_subsequence(cand, ref)
-    if lcs == 0:
-        return 0.0
-    precision, recall = lcs / len(cand), lcs / len(ref)
-    return 2 * precision * recall / (precision + recall)
-
-
-# ---------------------------------------------------------------- identity
-
-AI_CLAIM = re.compile(
-    r"\b(?:as an? (?:ai|artificial intelligence|language model|assistant|chatbot|virtual assistant)"
-    r"|(?:i am|i'm|i’m) (?:just |only |merely )?an? (?:ai\b|artificial intelligence|(?:large )?language model"
-    r"|chatbot|virtual assistant|ai assistant|digital assistant|computer program|machine learning model)"
-    r"|language model|smollm|trained by (?:hugging ?face|openai|meta|google|anthropic)"
-    r"|(?:created|developed|made) by (?:hugging ?face|openai|meta ai|anthropic))", re.I)
-SELF_NAME = re.compile(r"\b(?i:I am|I'm|I’m|my name is|my name's|call me)\s+"
-                       r"([A-Z][\w'’-]*(?: [A-Z][\w'’-]*)*)")
-# capitalised words that may follow "I'm" without being a name of someone else
-NOT_A_NAME = {"sure", "here", "glad", "happy", "just", "very", "really", "also", "not", "so", "afraid", "sorry",
-              "mr", "mrs", "ms", "dr", "sir", "president", "former", "senator", "governor", "candidate",
-              "american", "british", "english", "republican", "democrat", "conservative", "liberal",
-              "i", "it", "and", "but", "yes", "no", "ok", "okay", "well", "from", "in", "at", "the", "a", "an"}
-POSSESSIVE = re.compile(r"['’]s$")
-
-
-def names_claimed(answer: str) -> list[str]:
-    """Names the answer gives itself: the capitalised words after 'I am', 'I'm', 'my name is'
-    or 'call me' (initials, titles and words like 'Sure' or 'President' skipped)."""
-    claimed = []
-    for match in SELF_NAME.finditer(answer):
-        parts = [POSSESSIVE.sub("", part) for part in match.group(1).split()]
-        parts = [part for part in parts if len(part) > 1 and part.lower() not in NOT_A_NAME]
-        if parts:
-            claimed.append(" ".join(parts))
-    return claimed
-
-
-def identity_verdict(answer: str, persona_name: str) -> dict:
-    """Whether an answer to an identity question answers as the persona: it names them (their
-    surname, or their full name), claims no other name, and does not call itself an AI or
-    language model. Returns {ok, names_persona, other_identity, ai_claim}."""
-    name_parts = persona_name.split()
-    if not name_parts:
-        raise ValueError("identity_verdict: persona_name is empty")
-    surname = re.compile(rf"\b{re.escape(name_parts[-1])}\b", re.I)
-    names_persona = bool(surname.search(answer))
-    # a claimed name is the persona's when it carries the surname ("Captain Paul Graham") or is
-    # made of the persona's names only ("Donald" from "Donald J. Trump"); anything else is another identity
-    own = {part.lower() for part in name_parts}
-    others = [name for name in names_claimed(answer)
-              if name_parts[-1].lower() not in name.lower().split() and not set(name.lower().split()) <= own]
-    ai = AI_CLAIM.search(answer)
-    return {"ok": names_persona and not others and ai is None, "names_persona": names_persona,
-            "other_identity": others[0] if others else None, "ai_claim": ai.group(0) if ai else None}
 
 
 def main(argv=None) -> int:

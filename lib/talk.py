@@ -177,7 +177,7 @@ def start_seed(model: PersonaModel) -> int:
 
 def load_model(model: PersonaModel, n_threads: int | None = None):
     """A quiet llama_cpp.Llama that prompts through the GGUF's own chat template."""
-    from lib.quant_gate import load_llama
+    from lib.llama import load_llama
 
     extra = {"n_threads": n_threads} if n_threads else {}
     llm = load_llama(str(model.gguf), n_ctx=model.n_ctx, chat_format=CHAT_FORMAT, seed=start_seed(model), **extra)
@@ -337,7 +337,7 @@ def serve(model: PersonaModel, host: str = "127.0.0.1", port: int = 8080, n_thre
     uvicorn as `python -m llama_cpp.server` does) until Ctrl-C or SIGTERM. Model alias: the
     persona's name; the prompt: the GGUF's chat template; a request without a system message
     gets the persona's system prompt."""
-    from lib.gguf_export import default_threads
+    from lib.llama import default_threads
     from lib.llama_server import avoid_amx_weight_repacking
 
     if not port_free(host, port):

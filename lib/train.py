@@ -14,23 +14,8 @@ examples tokenized here and batched by the same collator, so the labels (-100 ou
 loss) are exactly the ones built here: every token of a chunk for completion, the
 assistant turns for chat (lib/chat_data.py), with one BOS rule (lib/bos.py).
 
-No compute goes to padding, by one of two batchings (measured in bench/results/):
-- on a GPU, padding-free: the examples of a batch are laid end to end in one row whose
-  position_ids restart at each example; flash attention (and SDPA) keep them apart.
-- on a CPU, length-grouped padded batches: examples are shuffled, sorted by length within
-  windows of 64 batches, and the batches shuffled again, so a batch holds similar lengths
-  (98-99% non-pad on the cpu profile's chunks and conversations; 95% with windows of 16).
-  Here SDPA's packed-sequence mask costs more than it saves: one 1,800-token row attends
-  over 3x the pairs of four 450-token rows, and padding-free ran slower than plain padded
-  batches.
-The share of non-pad positions is measured on the batches in training order and reported.
-
-A run checkpoints to <out>/checkpoints every save_steps. Running it again after a kill
-resumes from the last complete checkpoint (model, optimizer, scheduler, RNG and data
-position) and ends where an uninterrupted run ends; a newer incomplete one (a save killed
-midway, a partial copy from Drive or Kaggle) is removed. A time budget saves and stops
-cleanly before a Kaggle/Colab session limit; the next run continues. Checkpoints from a
-run with other settings or data are set aside, not resumed.
+Examples and batching are lib.train_data's (no compute goes to padding); the model, LoRA and
+05's merged base lib.train_model's; checkpoints, resume and the time budget lib.train_resume's.
 
 Writes to <out>: adapter/ (LoRA adapter + tokenizer, with the chat template for chat),
 train_log.jsonl (the trainer's log: loss per logging step), train_summary.json.
@@ -39,253 +24,22 @@ from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from lib.models import pick_backend, resolve_model
-from lib.runfiles import ROOT, atomic_folder, file_sha256, read_json, read_jsonl, write_json, write_jsonl
+from lib.models import pick_backend
+from lib.records import TrainingSummary
+from lib.runfiles import ROOT, json_digest, read_json, write_json, write_jsonl
+from lib.train_data import (completion_examples, examples_digest, language_model_collator, max_example_tokens,
+                            nonpad_share, pick_batching, read_training_records, training_order)
+from lib.train_model import add_lora, load_base_for_training, save_adapter
+from lib.train_resume import (LOG_FILE, RESUMABLE_CHANGES, SUMMARY_FILE, finished_summary, prepare_checkpoints,
+                              training_clock)
 
 KINDS = {"completion": "train_completion", "chat": "train_chat"}
-SUMMARY_FILE = "train_summary.json"
-LOG_FILE = "train_log.jsonl"
-RUN_CONFIG_FILE = "run_config.json"
-# what may change between a killed run and its resumption without starting over
-RESUMABLE_CHANGES = ("time_budget_min", "save_steps", "logging_steps", "sample_max_new_tokens")
-
-
-def completion_examples(tokenizer, records: list[dict], max_length: int) -> tuple[list[dict], dict]:
-    """02's chunks tokenized as they are trained (lib.bos: one BOS first where the model
-    uses BOS); the loss covers every token. A chunk over max_length tokens is an error: 02
-    was run with another tokenizer or split.max_tokens."""
-    from lib.bos import encode
-
-    examples = []
-    for number, record in enumerate(records, 1):
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise ValueError(f"train record {number}: expected {{\"id\", \"text\", ...}} (02_split/train.jsonl)")
-        ids = encode(tokenizer, record["text"])
-        if len(ids) > max_length:
-            raise ValueError(f"chunk {record.get('id', number)}: {len(ids)} tokens, over split.max_tokens={max_length}; "
-                             "rerun 02_split with this model and max_tokens")
-        examples.append({"input_ids": list(ids), "labels": list(ids)})
-    if not examples:
-        raise ValueError("no training chunks")
-    tokens = sum(len(ex["input_ids"]) for ex in examples)
-    return examples, {"chunks": len(examples), "tokens": tokens, "loss_tokens": tokens, "loss_share": 1.0}
-
-
-def load_base_for_training(base: str, model_params: dict, backend: str, max_seq_length: int):
-    """(model, tokenizer) of the base, ready for LoRA: 4-bit when model.load_in_4bit (CUDA
-    only), dtype from model.dtype (fp16 on a T4, bf16 where supported, CPUs with AMX or
-    AVX512-BF16 included, else fp32)."""
-    import torch
-
-    from lib.environment import pick_dtype
-
-    dtype = pick_dtype(model_params["dtype"])
-    cuda = torch.cuda.is_available()
-    four_bit = bool(model_params["load_in_4bit"])
-    if four_bit and not cuda:
-        raise ValueError("model.load_in_4bit=true needs a CUDA GPU (bitsandbytes); the cpu profile sets it false")
-    device_map = {"": int(os.environ.get("LOCAL_RANK", 0))} if cuda else None  # one whole model per DDP process
-    if backend == "unsloth":
-        from unsloth import FastLanguageModel
-
-        return FastLanguageModel.from_pretrained(
-            model_name=resolve_model(base), max_seq_length=max_seq_length, dtype=dtype,
-            load_in_4bit=four_bit, device_map=device_map)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    kwargs = {"dtype": dtype, "attn_implementation": "sdpa"}
-    if device_map:
-        kwargs["device_map"] = device_map
-    if four_bit:
-        from transformers import BitsAndBytesConfig
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True)
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(base), **kwargs)
-    # a KV cache in the forward pass turns off the packed-sequence attention mask that
-    # keeps padding-free examples apart (transformers builds it only without a cache)
-    model.config.use_cache = False
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(base))
-    if four_bit:
-        from peft import prepare_model_for_kbit_training
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
-    return model, tokenizer
-
-
-def embeddings_are_tied(model) -> bool:
-    """Whether the output layer shares the input embedding matrix (SmolLM2, small Qwen3)
-    or has its own (Llama-3-8B, Qwen3-8B)."""
-    output = model.get_output_embeddings()
-    return output is not None and output.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
-
-
-def trainable_token_indices(model, token_ids: list[int]) -> dict[str, list[int]]:
-    """peft's trainable_token_indices for the rows of token_ids in the input embedding and,
-    when the output layer has its own matrix, in the output layer too ({"embed_tokens": ids,
-    "lm_head": ids} for Llama). peft given a plain list trains the input rows only: with
-    untied embeddings the output row of <|im_end|> would never train (gradient exactly 0
-    measured on an untied tiny Llama), and a model that cannot learn to predict the end of
-    a turn never stops."""
-    def short_name(module) -> str:
-        return next(name.rsplit(".", 1)[-1] for name, m in model.named_modules() if m is module)
-
-    ids = list(token_ids)
-    targets = {short_name(model.get_input_embeddings()): ids}
-    if not embeddings_are_tied(model):
-        targets[short_name(model.get_output_embeddings())] = ids
-    return targets
-
-
-def add_lora(model, train_params: dict, backend: str, trainable_token_ids: list[int]):
-    """Wrap the model with a fresh LoRA adapter (r, alpha, dropout, target modules from
-    params); trainable_token_ids are embedding (and untied output) rows trained on their
-    own (new template tokens), not the whole matrices."""
-    lora = {"r": train_params["lora_r"], "lora_alpha": train_params["lora_alpha"],
-            "lora_dropout": train_params["lora_dropout"], "target_modules": list(train_params["target_modules"]),
-            "bias": "none"}
-    if trainable_token_ids:
-        lora["trainable_token_indices"] = trainable_token_indices(model, trainable_token_ids)
-    if backend == "unsloth":
-        from unsloth import FastLanguageModel
-
-        return FastLanguageModel.get_peft_model(
-            model, use_gradient_checkpointing="unsloth", random_state=train_params["seed"], **lora)
-    from peft import LoraConfig, get_peft_model
-
-    return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **lora))
-
-
-def examples_digest(examples: list[dict]) -> str:
-    digest = hashlib.sha256()
-    for example in examples:
-        digest.update(json.dumps([example["input_ids"], example["labels"]]).encode())
-    return digest.hexdigest()
-
-
-# what a checkpoint needs to resume from (transformers' Trainer._save_checkpoint): one of
-# the weight files transformers loads, then the optimizer and the scheduler, then
-# trainer_state.json, written last
-CHECKPOINT_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "pytorch_model.bin",
-                      "model.safetensors.index.json", "pytorch_model.bin.index.json")
-CHECKPOINT_OPTIMIZER = ("optimizer.pt", "optimizer.bin")
-CHECKPOINT_SCHEDULER = ("scheduler.pt",)
-
-
-def checkpoint_problem(folder: Path) -> str | None:
-    """What a checkpoint folder lacks to be resumed from, or None when it is complete: its
-    weights (a LoRA adapter with its adapter_config.json, or the model's), optimizer and
-    scheduler present and not empty, and its trainer_state.json reading back whole. A save
-    killed midway or a partial copy (Drive, Kaggle output) lacks some."""
-    def present(names) -> str | None:
-        return next((name for name in names if (folder / name).is_file() and (folder / name).stat().st_size > 0), None)
-
-    missing = []
-    weights = present(CHECKPOINT_WEIGHTS)
-    if weights is None:
-        missing.append("weights (adapter_model.safetensors)")
-    elif weights.startswith("adapter_model") and present(("adapter_config.json",)) is None:
-        missing.append("adapter_config.json")
-    missing += [names[0] for names in (CHECKPOINT_OPTIMIZER, CHECKPOINT_SCHEDULER) if present(names) is None]
-    try:
-        json.loads((folder / "trainer_state.json").read_text())
-    except (OSError, ValueError):
-        missing.append("a readable trainer_state.json")
-    return f"missing {', '.join(missing)}" if missing else None
-
-
-def find_resume_checkpoint(checkpoints: Path, remove_incomplete: bool = False) -> Path | None:
-    """The newest complete checkpoint-N folder (checkpoint_problem finds nothing), or None.
-    Incomplete ones newer than it are passed over, and removed on request (saying so)."""
-    if not checkpoints.is_dir():
-        return None
-    found = sorted((p for p in checkpoints.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and p.is_dir()),
-                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
-    for folder in found:
-        problem = checkpoint_problem(folder)
-        if problem is None:
-            return folder
-        if remove_incomplete:
-            print(f"{folder}: incomplete checkpoint ({problem}), removed; resuming from an older one if any")
-            shutil.rmtree(folder, ignore_errors=True)
-    return None
-
-
-def prepare_checkpoints(checkpoints: Path, run_config: dict, is_main: bool) -> Path | None:
-    """The checkpoint to resume from, if it belongs to a run with this config. Checkpoints
-    of a different run are moved aside to checkpoints.old (on the main process)."""
-    config_file = checkpoints / RUN_CONFIG_FILE
-    if checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*")):
-        previous = read_json(config_file) if config_file.is_file() else None
-        if previous != run_config:
-            if is_main:
-                changed = sorted(k for k in set(run_config) | set(previous or {})
-                                 if (previous or {}).get(k) != run_config.get(k))
-                print(f"{checkpoints}: checkpoints from a run with other settings ({', '.join(changed)}); "
-                      f"starting over (they are kept in {checkpoints.name}.old)")
-                old = checkpoints.with_name(checkpoints.name + ".old")
-                shutil.rmtree(old, ignore_errors=True)
-                checkpoints.rename(old)
-    if is_main:
-        checkpoints.mkdir(parents=True, exist_ok=True)
-        write_json(config_file, run_config)
-    return find_resume_checkpoint(checkpoints, remove_incomplete=is_main)
-
-
-def training_clock(minutes: float):
-    """A TrainerCallback that times this session's training and counts its tokens, and,
-    with a budget (minutes > 0), saves a checkpoint and stops once it is spent. Under DDP
-    the processes agree on stopping, so none waits for the others."""
-    from transformers import TrainerCallback
-
-    class TrainingClock(TrainerCallback):
-        def __init__(self):
-            self.started = self.tokens_at_start = self.wall = self.tokens = None
-            self.stopped = False
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.started, self.tokens_at_start = time.time(), state.num_input_tokens_seen
-
-        def on_train_end(self, args, state, control, **kwargs):
-            self.wall = time.time() - self.started
-            self.tokens = state.num_input_tokens_seen - self.tokens_at_start
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if minutes <= 0:
-                return control
-            over = time.time() - self.started > minutes * 60
-            import torch.distributed as dist
-            if dist.is_available() and dist.is_initialized():
-                import torch
-                flag = torch.tensor([int(over)], device=args.device)
-                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                over = bool(flag.item())
-            if over and state.global_step < state.max_steps:
-                self.stopped = True
-                control.should_save = True
-                control.should_training_stop = True
-            return control
-
-    return TrainingClock()
-
-
-def nonpad_share(collator, examples: list[dict], batch_size: int) -> float:
-    """Share of the positions in the collated batches that hold real tokens (1.0 when
-    padding-free: no compute goes to padding)."""
-    real = positions = 0
-    for start in range(0, len(examples), batch_size):
-        batch = examples[start:start + batch_size]
-        collated = collator([{"input_ids": ex["input_ids"], "labels": ex["labels"]} for ex in batch])
-        real += sum(len(ex["input_ids"]) for ex in batch)
-        positions += collated["input_ids"].numel()
-    return real / positions
 
 
 def training_arguments(train_params: dict, model_params: dict, out_dir: Path, backend: str):
@@ -335,46 +89,6 @@ def training_arguments(train_params: dict, model_params: dict, out_dir: Path, ba
     return TrainingArguments(**common)
 
 
-def pick_batching(backend: str) -> str:
-    """"padding_free" on a GPU, "length_grouped" on a CPU, for both backends (unsloth's CPU
-    mode turns its own padding-free batching off and pads random batches)."""
-    import torch
-
-    return "padding_free" if torch.cuda.is_available() else "length_grouped"
-
-
-def length_grouped_order(lengths: list[int], batch_size: int, seed: int, window_batches: int = 64) -> list[int]:
-    """Example indices in training order for padded batches of batch_size: shuffled, sorted
-    by length within windows of window_batches batches (so a batch holds similar lengths),
-    then the full batches shuffled (so length does not follow the step). A last short batch
-    stays last, so that every batch starts at a multiple of batch_size."""
-    import random
-
-    rng = random.Random(seed)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    full, short = [], []
-    window = batch_size * window_batches
-    for start in range(0, len(order), window):
-        by_length = sorted(order[start:start + window], key=lambda i: lengths[i])
-        for i in range(0, len(by_length), batch_size):
-            batch = by_length[i:i + batch_size]
-            (full if len(batch) == batch_size else short).append(batch)
-    rng.shuffle(full)
-    return [index for batch in full + short for index in batch]
-
-
-def training_order(examples: list[dict], batching: str, batch_size: int, seed: int) -> list[dict]:
-    """The examples in the order they are trained: length_grouped_order for length-grouped
-    batches (the Trainer then takes them in sequence); unchanged for padding-free ones (the
-    Trainer shuffles them)."""
-    if batching == "padding_free":
-        return examples
-    if batching != "length_grouped":
-        raise ValueError(f"batching must be padding_free or length_grouped, got {batching!r}")
-    return [examples[i] for i in length_grouped_order([len(ex["input_ids"]) for ex in examples], batch_size, seed)]
-
-
 def make_trainer(model, tokenizer, examples: list[dict], args, backend: str, callbacks: list, batching: str):
     """The trainer over examples, batched by trl's collator, padding-free or in length-grouped
     padded batches; for the latter the examples must already be in training_order's order,
@@ -396,35 +110,6 @@ def make_trainer(model, tokenizer, examples: list[dict], args, backend: str, cal
     from transformers import Trainer
 
     return Trainer(**common)
-
-
-def language_model_collator(tokenizer, padding_free: bool):
-    """trl's collator. padding_free: a batch is one row of its examples end to end, with
-    position_ids restarting at 0 for each and the first label of each set to -100; else
-    rows padded to the longest example of the batch (labels -100, attention mask 0)."""
-    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
-
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return DataCollatorForLanguageModeling(pad_token_id=pad_id, padding_free=padding_free)
-
-
-def finished_summary(out_dir: Path, config_digest: str) -> dict | None:
-    """The summary of a finished run with the same settings and data whose adapter is in
-    place (a rerun of a finished stage reuses it instead of training again), else None."""
-    path = out_dir / SUMMARY_FILE
-    if not (path.is_file() and (out_dir / "adapter" / "adapter_config.json").is_file()):
-        return None
-    summary = read_json(path)
-    return summary if summary.get("finished") and summary.get("run_config_digest") == config_digest else None
-
-
-def save_adapter(model, tokenizer, adapter_dir: Path) -> Path:
-    """The LoRA adapter and tokenizer (with its chat template), written to a temporary
-    folder and renamed into place."""
-    with atomic_folder(adapter_dir) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    return adapter_dir
 
 
 def train_lora(records: list[dict], out_dir: Path, train_params: dict, model_params: dict, *,
@@ -478,7 +163,7 @@ def train_lora(records: list[dict], out_dir: Path, train_params: dict, model_par
         "dtype": str(pick_dtype(model_params["dtype"])), "batching": batching,
         "examples": examples_digest(examples),  # in training order: the order is part of the run
     }
-    config_digest = hashlib.sha256(json.dumps(run_config, sort_keys=True).encode()).hexdigest()
+    config_digest = json_digest(run_config)
     finished = finished_summary(out_dir, config_digest)
     if finished:
         print(f"{out_dir / 'adapter'}: already trained with these settings and data ({finished['steps']} steps); "
@@ -524,61 +209,6 @@ def train_lora(records: list[dict], out_dir: Path, train_params: dict, model_par
     return summary
 
 
-def merged_base_for_chat(model_params: dict, completion_adapter: Path, out_dir: Path) -> Path:
-    """05's starting model: the base with 03's adapter merged in 16 bit, in out_dir/base
-    (merged once; again when 03's adapter changes, which also discards the checkpoints
-    and adapter trained on the old merge)."""
-    from lib.models import merge_adapters_16bit
-
-    completion_adapter, out_dir = Path(completion_adapter), Path(out_dir)
-    weights = completion_adapter / "adapter_model.safetensors"
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights}: 03's adapter is missing; run 03_completion first")
-    source = {"base": model_params["base"], "adapter": str(completion_adapter), "adapter_sha256": file_sha256(weights)}
-    merged = out_dir / "base"
-    marker = merged / "merged_from.json"
-    if marker.is_file() and read_json(marker) == source:
-        print(f"{merged}: {model_params['base']} + {completion_adapter} already merged")
-        return merged
-    for stale in (out_dir / "checkpoints", out_dir / "adapter", out_dir / SUMMARY_FILE):
-        if stale.is_dir():
-            shutil.rmtree(stale)
-        elif stale.exists():
-            stale.unlink()
-    print(f"merging {completion_adapter} into {model_params['base']} -> {merged}")
-    merge_adapters_16bit(model_params["base"], [completion_adapter], merged, model_params)
-    write_json(marker, source)
-    return merged
-
-
-def spread_over_documents(records: list[dict], limit: int) -> list[dict]:
-    """Up to `limit` chunks (0 = all), taken in turn from each document, first chunks
-    first, so every held-out document is scored."""
-    if limit <= 0 or len(records) <= limit:
-        return list(records)
-    by_document: dict[str, list[dict]] = {}
-    for record in records:
-        by_document.setdefault(record["doc_id"], []).append(record)
-    picked, index = [], 0
-    while len(picked) < limit:
-        for chunks in by_document.values():
-            if index < len(chunks) and len(picked) < limit:
-                picked.append(chunks[index])
-        index += 1
-    return picked
-
-
-def max_example_tokens(kind: str, params: dict) -> int:
-    """The longest example a stage trains on: 02's chunk size, or train_chat.max_length."""
-    return params["split"]["max_tokens"] if kind == "completion" else params["train_chat"]["max_length"]
-
-
-def read_training_records(kind: str, data: Path) -> list[dict]:
-    from lib.chat_data import read_conversations
-
-    return read_conversations(data) if kind == "chat" else read_jsonl(data)
-
-
 def launch_command(kind: str, persona: str, profile: str, overrides, data: Path, out_dir: Path,
                    base: str | None, num_processes: int) -> list[str]:
     """`accelerate launch --num_processes N -m lib.train ...`: one training process per GPU
@@ -599,7 +229,7 @@ def launch_command(kind: str, persona: str, profile: str, overrides, data: Path,
 
 
 def run_training(kind: str, params: dict, data: Path, out_dir: Path, base: str | None = None,
-                 overrides="") -> dict:
+                 overrides="") -> TrainingSummary:
     """What a notebook calls: train in this process, or, when <section>.num_gpus > 1, in one
     process per GPU through accelerate launch (its output shown here). Returns the summary."""
     section = KINDS[kind]

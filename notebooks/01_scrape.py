@@ -30,8 +30,11 @@ repo_url = "https://github.com/persona-llm/persona-llm"  # fetched when the note
 
 # %%
 # Setup: find the repository, or fetch it and its requirements when opened on its own in Colab/Kaggle.
-import os, subprocess, sys
+import os
+import subprocess
+import sys
 from pathlib import Path
+
 ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "lib" / "params.py").is_file()), None)
 if ROOT is None:  # on its own: clone once (a restarted runtime reuses the clone), then install
     ROOT = Path("persona-llm").resolve()
@@ -40,12 +43,10 @@ if ROOT is None:  # on its own: clone once (a restarted runtime reuses the clone
     subprocess.run([sys.executable, "-m", "lib.environment", "install"], cwd=ROOT, check=True)
 os.chdir(ROOT); sys.path.insert(0, str(ROOT))
 
-from lib.environment import describe_environment
-from lib.params import load_params
-from lib.runfiles import stage_dir, require_stage, write_metrics
-P = load_params(persona, profile, overrides)
-OUT = stage_dir(persona, "01_scrape")
-describe_environment()
+from lib.stage import open_stage
+
+stage = open_stage("01_scrape", persona, profile, overrides)
+params, OUT = stage.params, stage.out
 
 # %%
 import collections
@@ -54,17 +55,18 @@ import shutil
 
 from lib.local_files import read_folder
 from lib.params import source_folder
-from lib.runfiles import cache_root, write_jsonl
+from lib.runfiles import cache_root, write_jsonl, write_metrics
 from lib.scrape import collect_essays
 from lib.transcripts import collect_interviews
 
 logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", force=True)
 offline = os.environ.get("OFFLINE", "") not in ("", "0")
-S = P["scrape"]
-common = dict(cache_dir=cache_root() / "http" / persona, snapshot_dir=ROOT / S["snapshot_dir"], offline=offline,
-              delay_s=S["delay_s"], user_agent=S["user_agent"], retries=S["retries"], timeout_s=S["timeout_s"],
-              max_documents=S["max_documents"])
-print(f"persona {P['persona']['name']} ({P['persona']['kind']}); offline={offline}")
+scrape_params = params["scrape"]
+common = dict(cache_dir=cache_root() / "http" / persona, snapshot_dir=ROOT / scrape_params["snapshot_dir"], offline=offline,
+              delay_s=scrape_params["delay_s"], user_agent=scrape_params["user_agent"], retries=scrape_params["retries"],
+              timeout_s=scrape_params["timeout_s"],
+              max_documents=scrape_params["max_documents"])
+print(f"persona {params['persona']['name']} ({params['persona']['kind']}); offline={offline}")
 
 # %% [markdown]
 # ## Collect
@@ -73,18 +75,18 @@ print(f"persona {P['persona']['name']} ({P['persona']['kind']}); offline={offlin
 # continue. A folder with nothing usable stops here, naming the folder.
 
 # %%
-if P["persona"]["kind"] == "essays":
-    documents, info = collect_essays(base_url=S["base_url"], index_page=S["index_page"], **common)
-elif P["persona"]["kind"] == "interviews":
-    documents, info = collect_interviews(urls=S["transcript_urls"], persona_regex=P["persona"]["speaker_regex"],
-                                         persona_name=P["persona"]["name"], **common)
+if params["persona"]["kind"] == "essays":
+    documents, info = collect_essays(base_url=scrape_params["base_url"], index_page=scrape_params["index_page"], **common)
+elif params["persona"]["kind"] == "interviews":
+    documents, info = collect_interviews(urls=scrape_params["transcript_urls"], persona_regex=params["persona"]["speaker_regex"],
+                                         persona_name=params["persona"]["name"], **common)
 else:
     shutil.rmtree(OUT / "sources", ignore_errors=True)  # a copy of what this run reads, nothing older,
     for stale in ("documents.jsonl", "sources.jsonl"):     # and no documents if the folder gives none
         (OUT / stale).unlink(missing_ok=True)
-    documents, info = read_folder(source_folder(P), persona_regex=P["persona"]["speaker_regex"],
-                                  persona_name=P["persona"]["name"], copy_to=OUT / "sources",
-                                  max_documents=S["max_documents"])
+    documents, info = read_folder(source_folder(params), persona_regex=params["persona"]["speaker_regex"],
+                                  persona_name=params["persona"]["name"], copy_to=OUT / "sources",
+                                  max_documents=scrape_params["max_documents"])
     write_jsonl(OUT / "sources.jsonl", info["provenance"])
     print(f"read {info['documents']} of {info['listed']} files in {info['folder']}: {info['by_kind']}")
     for skipped in info["skipped"]:
@@ -150,7 +152,7 @@ metrics = {
     "documents": len(documents), "mode": info["mode"], "reason": info.get("reason", ""),
     "persona_words": sum(words), "median_document_words": sorted(words)[len(words) // 2],
 }
-if P["persona"]["kind"] == "folder":
+if params["persona"]["kind"] == "folder":
     metrics.update(folder=info["folder"], files_listed=info["listed"], by_kind=info["by_kind"],
                    skipped=info["skipped"])
 else:

@@ -29,8 +29,11 @@ repo_url = "https://github.com/persona-llm/persona-llm"  # fetched when the note
 
 # %%
 # Setup: find the repository, or fetch it and its requirements when opened on its own in Colab/Kaggle.
-import os, subprocess, sys
+import os
+import subprocess
+import sys
 from pathlib import Path
+
 ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "lib" / "params.py").is_file()), None)
 if ROOT is None:  # on its own: clone once (a restarted runtime reuses the clone), then install
     ROOT = Path("persona-llm").resolve()
@@ -39,12 +42,10 @@ if ROOT is None:  # on its own: clone once (a restarted runtime reuses the clone
     subprocess.run([sys.executable, "-m", "lib.environment", "install"], cwd=ROOT, check=True)
 os.chdir(ROOT); sys.path.insert(0, str(ROOT))
 
-from lib.environment import describe_environment
-from lib.params import load_params
-from lib.runfiles import stage_dir, require_stage, write_metrics
-P = load_params(persona, profile, overrides)
-OUT = stage_dir(persona, "02_split")
-describe_environment()
+from lib.stage import open_stage
+
+stage = open_stage("02_split", persona, profile, overrides)
+params, OUT = stage.params, stage.out
 
 # %%
 import collections
@@ -52,14 +53,14 @@ import collections
 import matplotlib.pyplot as plt
 
 from lib.models import end_of_text_token, load_tokenizer
-from lib.runfiles import read_jsonl, write_json, write_jsonl
+from lib.runfiles import read_jsonl, require_stage, write_json, write_jsonl, write_metrics
 from lib.split import count_tokens, split_documents
 
 documents = read_jsonl(require_stage(persona, "01_scrape") / "documents.jsonl")
-tokenizer = load_tokenizer(P["model"]["base"])
+tokenizer = load_tokenizer(params["model"]["base"])
 END = end_of_text_token(tokenizer)
-print(f"{len(documents)} documents from 01; tokenizer of {P['model']['base']}; end token {END!r}")
-print(f"split params: {P['split']}")
+print(f"{len(documents)} documents from 01; tokenizer of {params['model']['base']}; end token {END!r}")
+print(f"split params: {params['split']}")
 
 # %% [markdown]
 # ## Hold out, then chunk
@@ -67,9 +68,9 @@ print(f"split params: {P['split']}")
 
 # %%
 result = split_documents(
-    documents, tokenizer, max_tokens=P["split"]["max_tokens"], overlap_tokens=P["split"]["overlap_tokens"],
-    heldout_rule=P["split"]["heldout_rule"], heldout_count=P["split"]["heldout_count"],
-    seed=P["split"]["seed"], end_token=END)
+    documents, tokenizer, max_tokens=params["split"]["max_tokens"], overlap_tokens=params["split"]["overlap_tokens"],
+    heldout_rule=params["split"]["heldout_rule"], heldout_count=params["split"]["heldout_count"],
+    seed=params["split"]["seed"], end_token=END)
 by_id = {doc["id"]: doc for doc in documents}
 for doc_id in result["heldout_ids"]:
     print(f"held out: {doc_id:<24} {by_id[doc_id]['title']!r} ({by_id[doc_id].get('date')})")
@@ -87,7 +88,7 @@ print("\nthe first train chunk begins:\n" + result["train"][0]["text"][:400])
 # %%
 fig, ax = plt.subplots(figsize=(7, 3))
 ax.hist([train_lengths, eval_lengths], bins=30, label=["train", "eval"], stacked=True)
-ax.axvline(P["split"]["max_tokens"], color="k", linestyle="--", label="max_tokens")
+ax.axvline(params["split"]["max_tokens"], color="k", linestyle="--", label="max_tokens")
 ax.set_xlabel("tokens per chunk"); ax.set_ylabel("chunks"); ax.legend(); ax.set_title(f"{persona}: chunk lengths")
 plt.show()
 
@@ -95,19 +96,19 @@ plt.show()
 # ## Write the split
 
 # %%
-assert max(train_lengths + eval_lengths) <= P["split"]["max_tokens"], "a chunk exceeds split.max_tokens"
+assert max(train_lengths + eval_lengths) <= params["split"]["max_tokens"], "a chunk exceeds split.max_tokens"
 write_jsonl(OUT / "train.jsonl", result["train"])
 write_jsonl(OUT / "eval.jsonl", result["eval"])
 write_jsonl(OUT / "heldout_documents.jsonl", [by_id[i] for i in result["heldout_ids"]])
 write_json(OUT / "split.json", {"train_ids": result["train_ids"], "heldout_ids": result["heldout_ids"],
-                                "rule": P["split"]["heldout_rule"], "count": P["split"]["heldout_count"],
-                                "seed": P["split"]["seed"]})
+                                "rule": params["split"]["heldout_rule"], "count": params["split"]["heldout_count"],
+                                "seed": params["split"]["seed"]})
 write_metrics(OUT, {
     "documents": len(documents), "train_documents": len(result["train_ids"]),
     "heldout_documents": len(result["heldout_ids"]), "heldout_ids": result["heldout_ids"],
     "whole_documents": result["whole_documents"],
     "train_chunks": len(result["train"]), "eval_chunks": len(result["eval"]),
     "train_tokens": sum(train_lengths), "eval_tokens": sum(eval_lengths),
-    "max_chunk_tokens": max(train_lengths + eval_lengths), "max_tokens": P["split"]["max_tokens"],
+    "max_chunk_tokens": max(train_lengths + eval_lengths), "max_tokens": params["split"]["max_tokens"],
 })
 print(open(OUT / "metrics.json").read())

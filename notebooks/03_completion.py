@@ -30,8 +30,11 @@ repo_url = "https://github.com/persona-llm/persona-llm"  # fetched when the note
 
 # %%
 # Setup: find the repository, or fetch it and its requirements when opened on its own in Colab/Kaggle.
-import os, subprocess, sys
+import os
+import subprocess
+import sys
 from pathlib import Path
+
 ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "lib" / "params.py").is_file()), None)
 if ROOT is None:  # on its own: clone once (a restarted runtime reuses the clone), then install
     ROOT = Path("persona-llm").resolve()
@@ -40,61 +43,51 @@ if ROOT is None:  # on its own: clone once (a restarted runtime reuses the clone
     subprocess.run([sys.executable, "-m", "lib.environment", "install"], cwd=ROOT, check=True)
 os.chdir(ROOT); sys.path.insert(0, str(ROOT))
 
-from lib.environment import describe_environment
-from lib.models import pick_backend
-from lib.params import load_params
-from lib.runfiles import stage_dir, require_stage, write_metrics
-P = load_params(persona, profile, overrides)
-OUT = stage_dir(persona, "03_completion")
-BACKEND = pick_backend(P["model"]["backend"])  # imports unsloth (before transformers) when it is used
-describe_environment()
-print(f"     backend: {BACKEND}")
+from lib.stage import open_stage
+
+stage = open_stage("03_completion", persona, profile, overrides)
+params, OUT = stage.params, stage.out
 
 # %%
 import time
 
-import matplotlib.pyplot as plt
-
 from lib.models import end_of_text_token, generate_texts, load_with_adapters, perplexity
-from lib.runfiles import read_jsonl
+from lib.runfiles import read_jsonl, require_stage, write_metrics
 from lib.split import document_header
-from lib.train import LOG_FILE, run_training, spread_over_documents
+from lib.stage import plot_training_loss, training_finished, training_metrics
+from lib.train import run_training
+from lib.train_data import spread_over_documents
+from lib.train_resume import LOG_FILE
 
 STARTED = time.time()
-T = P["train_completion"]
+train_params = params["train_completion"]
 SPLIT = require_stage(persona, "02_split")
 train_records = read_jsonl(SPLIT / "train.jsonl")
 eval_records = read_jsonl(SPLIT / "eval.jsonl")
 heldout_documents = read_jsonl(SPLIT / "heldout_documents.jsonl")
 print(f"{len(train_records)} training chunks from {len({r['doc_id'] for r in train_records})} documents; "
       f"{len(eval_records)} held-out chunks from {len(heldout_documents)} documents")
-print(f"base model {P['model']['base']}; LoRA r={T['lora_r']} alpha={T['lora_alpha']} on {', '.join(T['target_modules'])}")
-print(f"{T['max_steps']} steps of {T['batch_size']} x {T['grad_accum']} chunks, lr {T['learning_rate']}, "
-      f"checkpoint every {T['save_steps']} steps")
+print(f"base model {params['model']['base']}; LoRA r={train_params['lora_r']} alpha={train_params['lora_alpha']} "
+      f"on {', '.join(train_params['target_modules'])}")
+print(f"{train_params['max_steps']} steps of {train_params['batch_size']} x {train_params['grad_accum']} chunks, "
+      f"lr {train_params['learning_rate']}, "
+      f"checkpoint every {train_params['save_steps']} steps")
 
 # %% [markdown]
 # ## Train
 # No compute on padding: on a GPU, padding-free batches (examples laid end to end, positions
 # restarting per example); on a CPU, padded batches of similar lengths, which ran faster there
-# (`bench/results/`). bf16 where the hardware has it. Loss on every token. Rerunning after a kill continues from the newest checkpoint in
+# (`bench/results/`). bf16 where the hardware has it. Loss on every token. Rerunning after a
+# kill continues from the newest checkpoint in
 # `checkpoints/`; a run that reached `train_completion.time_budget_min` stops here with its
 # checkpoint saved, and the next run continues it.
 
 # %%
-summary = run_training("completion", P, SPLIT / "train.jsonl", OUT, overrides=overrides)
-if not summary["finished"]:
-    raise RuntimeError(
-        f"training stopped at its time budget after step {summary['steps']} of {summary['max_steps']}; "
-        f"the checkpoint is saved in {OUT / 'checkpoints'}: run this stage again to continue")
-print({k: summary[k] for k in ("steps", "final_loss", "tokens_per_s", "nonpad_share", "train_wall_s", "backend",
-                               "dtype", "batching")})
+summary = run_training("completion", params, SPLIT / "train.jsonl", OUT, overrides=overrides)
+print(training_finished(summary, OUT))  # raises when it stopped at its time budget
 
 # %%
-log = [entry for entry in read_jsonl(OUT / LOG_FILE) if "loss" in entry]
-fig, ax = plt.subplots(figsize=(7, 3))
-ax.plot([e["step"] for e in log], [e["loss"] for e in log], marker=".")
-ax.set_xlabel("step"); ax.set_ylabel("train loss"); ax.set_title(f"{persona}: completion training loss")
-plt.show()
+plot_training_loss(OUT / LOG_FILE, f"{persona}: completion training loss")
 
 # %% [markdown]
 # ## Held-out perplexity, before and after
@@ -103,8 +96,8 @@ plt.show()
 # `train_completion.eval_max_chunks` of them, spread over the held-out documents).
 
 # %%
-model, tokenizer = load_with_adapters(P["model"]["base"], [OUT / "adapter"], P["model"])
-scored = spread_over_documents(eval_records, T["eval_max_chunks"])
+model, tokenizer = load_with_adapters(params["model"]["base"], [OUT / "adapter"], params["model"])
+scored = spread_over_documents(eval_records, train_params["eval_max_chunks"])
 eval_texts = [record["text"] for record in scored]
 print(f"scoring {len(scored)} of {len(eval_records)} held-out chunks")
 eval_ppl_tuned = perplexity(model, tokenizer, eval_texts, desc="tuned")
@@ -120,20 +113,16 @@ print(f"held-out perplexity: base {eval_ppl_base:.2f} -> tuned {eval_ppl_tuned:.
 # %%
 titles = heldout_documents[:3]
 prompts = [document_header(doc) for doc in titles]
-essays = generate_texts(model, tokenizer, prompts, T["sample_max_new_tokens"], seed=T["seed"],
+essays = generate_texts(model, tokenizer, prompts, train_params["sample_max_new_tokens"], seed=train_params["seed"],
                         stop_tokens=[end_of_text_token(tokenizer)], desc="essays")
 for prompt, essay in zip(prompts, essays):
     print(prompt + essay + "\n" + "-" * 80)
 
 # %%
 write_metrics(OUT, {
-    "final_train_loss": summary["final_loss"], "first_train_loss": summary["first_loss"],
+    **training_metrics(summary, time.time() - STARTED),
     "eval_ppl_base": round(eval_ppl_base, 3), "eval_ppl_tuned": round(eval_ppl_tuned, 3),
-    "tokens_per_s": summary["tokens_per_s"], "nonpad_share": summary["nonpad_share"],
-    "backend": summary["backend"], "dtype": summary["dtype"], "batching": summary["batching"],
-    "steps": summary["steps"], "resumed_from_step": summary["resumed_from_step"],
-    "train_wall_s": summary["train_wall_s"], "wall_s": round(time.time() - STARTED, 1),
     "train_chunks": len(train_records), "eval_chunks_scored": len(scored), "eval_chunks": len(eval_records),
-    "peak_gpu_memory_gb": summary["peak_gpu_memory_gb"], "base": P["model"]["base"], "adapter": "adapter",
+    "base": params["model"]["base"], "adapter": "adapter",
 })
 print(open(OUT / "metrics.json").read())

@@ -32,8 +32,11 @@ repo_url = "https://github.com/persona-llm/persona-llm"  # fetched when the note
 
 # %%
 # Setup: find the repository, or fetch it and its requirements when opened on its own in Colab/Kaggle.
-import os, subprocess, sys
+import os
+import subprocess
+import sys
 from pathlib import Path
+
 ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "lib" / "params.py").is_file()), None)
 if ROOT is None:  # on its own: clone once (a restarted runtime reuses the clone), then install
     ROOT = Path("persona-llm").resolve()
@@ -42,12 +45,10 @@ if ROOT is None:  # on its own: clone once (a restarted runtime reuses the clone
     subprocess.run([sys.executable, "-m", "lib.environment", "install"], cwd=ROOT, check=True)
 os.chdir(ROOT); sys.path.insert(0, str(ROOT))
 
-from lib.environment import describe_environment
-from lib.params import load_params
-from lib.runfiles import stage_dir, require_stage, write_metrics
-P = load_params(persona, profile, overrides)
-OUT = stage_dir(persona, "04_qa")
-describe_environment()
+from lib.stage import open_stage
+
+stage = open_stage("04_qa", persona, profile, overrides)
+params, OUT = stage.params, stage.out
 
 # %%
 import collections
@@ -56,13 +57,15 @@ import random
 import textwrap
 import time
 
-from lib import qa
+from lib import qa_clean, qa_duplicates, qa_identity, qa_sources
 from lib.llama_server import embedded_llama_server
 from lib.llm_client import chat_request, complete_all, endpoint_from_params, summarize
-from lib.runfiles import read_json, read_jsonl, write_jsonl
+from lib.runfiles import read_json, read_jsonl, require_stage, write_jsonl, write_metrics
+from lib.text import word_count
+from lib.tics import find_tics, real_corpus_texts, tic_in
 
-QA = P["qa"]
-NAME = P["persona"]["name"]
+qa_params = params["qa"]
+NAME = params["persona"]["name"]
 started = time.time()
 
 # %% [markdown]
@@ -72,12 +75,12 @@ started = time.time()
 # %%
 documents_file = require_stage(persona, "01_scrape") / "documents.jsonl"
 documents = read_jsonl(documents_file)
-qa.check_documents(documents, str(documents_file))
+qa_sources.check_documents(documents, str(documents_file))
 split_file = require_stage(persona, "02_split") / "split.json"
 split = read_json(split_file)
 if not isinstance(split.get("heldout_ids"), list):
     raise ValueError(f"{split_file}: expected a 'heldout_ids' list (written by 02_split)")
-usable = qa.training_documents(documents, split["heldout_ids"])
+usable = qa_sources.training_documents(documents, split["heldout_ids"])
 print(f"{len(documents)} documents, {len(documents) - len(usable)} held out, {len(usable)} usable "
       f"({collections.Counter(d['kind'] for d in usable)})")
 
@@ -90,7 +93,7 @@ print(f"{len(documents)} documents, {len(documents) - len(usable)} held out, {le
 # wrong name.
 
 # %%
-SYSTEM = P["persona"]["system_prompt"]
+SYSTEM = params["persona"]["system_prompt"]
 print(f"system prompt: {SYSTEM!r}" if SYSTEM else "persona.system_prompt is empty: no system message")
 
 # %% [markdown]
@@ -100,20 +103,18 @@ print(f"system prompt: {SYSTEM!r}" if SYSTEM else "persona.system_prompt is empt
 # `qa.min_answer_words` ("A lot. A lot.") is a fragment or a non-answer and is left out.
 
 # %%
-records = {source: [] for source in qa.SOURCES}
-if "interviews" in QA["sources"]:
-    records["interviews"] = qa.interview_conversations(
-        usable, QA["interview_window"], QA["min_answer_words"], QA["max_answer_words"],
-        QA["max_question_words"], SYSTEM)
+records = {source: [] for source in qa_sources.SOURCES}
+if "interviews" in qa_params["sources"]:
+    records["interviews"] = qa_sources.interview_conversations(
+        usable, qa_params["interview_window"], qa_params["min_answer_words"], qa_params["max_answer_words"],
+        qa_params["max_question_words"], SYSTEM)
     n_multi = sum(len(r["messages"]) > 3 + bool(SYSTEM) for r in records["interviews"])
     print(f"interviews: {len(records['interviews'])} conversations ({n_multi} multi-turn)")
     if not records["interviews"]:
         print("  (no interview transcripts among this persona's documents)")
 
 # %%
-card = P["persona"]["profile_card"]
-if "identity" in QA["sources"] and not card:
-    raise ValueError(f"params/{persona}.yaml: persona.profile_card is empty; the identity source needs it")
+card = params["persona"]["profile_card"]  # not empty when identity is a source (params.check_values)
 
 # %% [markdown]
 # ## Backtranslation prompts: the LLM writes only the question
@@ -123,17 +124,17 @@ if "identity" in QA["sources"] and not card:
 
 # %%
 passages, jobs = [], []
-if "backtranslation" in QA["sources"]:
-    passages = qa.backtranslation_passages(
-        usable, QA["min_answer_words"], QA["max_answer_words"], QA["passage_words"],
-        QA["max_question_words"], QA["max_passages"], QA["seed"])
-    jobs += [("backtranslation", p, qa.backtranslation_messages(p, NAME)) for p in passages]
+if "backtranslation" in qa_params["sources"]:
+    passages = qa_sources.backtranslation_passages(
+        usable, qa_params["min_answer_words"], qa_params["max_answer_words"], qa_params["passage_words"],
+        qa_params["max_question_words"], qa_params["max_passages"], qa_params["seed"])
+    jobs += [("backtranslation", p, qa_sources.backtranslation_messages(p, NAME)) for p in passages]
     print(f"backtranslation: {len(passages)} passages "
-          f"(median {sorted(qa.word_count(p['text']) for p in passages)[len(passages) // 2] if passages else 0} words)")
-if "llm_answers" in QA["sources"]:
-    jobs += [("llm_answers", {"prompt": prompt, "doc_id": None}, qa.llm_answer_messages(prompt, NAME, SYSTEM))
-             for prompt in QA["llm_answer_prompts"]]
-    print(f"llm_answers: {len(QA['llm_answer_prompts'])} prompts")
+          f"(median {sorted(word_count(p['text']) for p in passages)[len(passages) // 2] if passages else 0} words)")
+if "llm_answers" in qa_params["sources"]:
+    jobs += [("llm_answers", {"prompt": prompt, "doc_id": None}, qa_sources.llm_answer_messages(prompt, NAME, SYSTEM))
+             for prompt in qa_params["llm_answer_prompts"]]
+    print(f"llm_answers: {len(qa_params['llm_answer_prompts'])} prompts")
 
 # %% [markdown]
 # ## Generation
@@ -147,27 +148,27 @@ if "llm_answers" in QA["sources"]:
 results = []
 generator = None
 if jobs:
-    if QA["base_url"]:
+    if qa_params["base_url"]:
         server_context = contextlib.nullcontext(None)
     else:
-        server_context = embedded_llama_server(QA["embedded_model"], OUT / "llama_server.log", QA["server_n_ctx"],
-                                               QA["server_threads"] or None)
+        server_context = embedded_llama_server(qa_params["embedded_model"], OUT / "llama_server.log", qa_params["server_n_ctx"],
+                                               qa_params["server_threads"] or None)
     with server_context as server:
-        endpoint = endpoint_from_params(QA, server.base_url if server else None, server.model if server else None)
-        generator = {"base_url": QA["base_url"] or f"local llama.cpp server ({server.model})", "model": endpoint.model}
+        endpoint = endpoint_from_params(qa_params, server.base_url if server else None, server.model if server else None)
+        generator = {"base_url": qa_params["base_url"] or f"local llama.cpp server ({server.model})", "model": endpoint.model}
         print(f"generator: {generator['base_url']}, model {endpoint.model}")
-        max_tokens = {"backtranslation": QA["max_new_tokens"], "llm_answers": 2 * QA["max_answer_words"]}
-        bodies = [chat_request(endpoint.model, messages, QA["temperature"], max_tokens[source], QA["seed"])
+        max_tokens = {"backtranslation": qa_params["max_new_tokens"], "llm_answers": 2 * qa_params["max_answer_words"]}
+        bodies = [chat_request(endpoint.model, messages, qa_params["temperature"], max_tokens[source], qa_params["seed"])
                   for source, _, messages in jobs]
-        results = complete_all(bodies, endpoint, OUT / "llm_cache.jsonl", QA["concurrency"], QA["retries"],
-                               QA["retry_backoff_s"], desc="generate")
+        results = complete_all(bodies, endpoint, OUT / "llm_cache.jsonl", qa_params["concurrency"], qa_params["retries"],
+                               qa_params["retry_backoff_s"], desc="generate")
     request_counts = summarize(results)
     print(request_counts)
     failed = [r for r in results if r["content"] is None]
-    if len(failed) > QA["max_failed_requests"]:
+    if len(failed) > qa_params["max_failed_requests"]:
         raise RuntimeError(
             f"{len(failed)} of {len(results)} requests failed for good (qa.max_failed_requests = "
-            f"{QA['max_failed_requests']}); first error: {failed[0]['error']}. Run the stage again: "
+            f"{qa_params['max_failed_requests']}); first error: {failed[0]['error']}. Run the stage again: "
             f"the {request_counts['answered']} answered requests are cached in {OUT / 'llm_cache.jsonl'}.")
 else:
     request_counts = summarize([])
@@ -183,16 +184,16 @@ fixed = collections.defaultdict(collections.Counter)
 generated = []  # (source, record, generated text, what it was written from)
 for (source, item, _), result in zip(jobs, results):
     if source == "backtranslation":
-        text, reason, flags = qa.clean_question(result["content"], QA["max_question_words"], NAME)
+        text, reason, flags = qa_clean.clean_question(result["content"], qa_params["max_question_words"], NAME)
         turns, grounding = [(text, item["text"])], item["text"]
     else:
-        text, reason, flags = qa.clean_answer(result["content"], 1, QA["max_answer_words"])
+        text, reason, flags = qa_clean.clean_answer(result["content"], 1, qa_params["max_answer_words"])
         turns, grounding = [(item["prompt"], text)], item["prompt"]
     if text is None:
         removed[source][reason if result["content"] is not None else "request_failed"] += 1
         continue
     fixed[source].update(k for k, v in flags.items() if v)
-    generated.append((source, qa.conversation(turns, source, SYSTEM, item.get("doc_id")), text, grounding))
+    generated.append((source, qa_sources.conversation(turns, source, SYSTEM, item.get("doc_id")), text, grounding))
 for source in removed:
     print(f"{source}: removed {dict(removed[source])}; cleaned {dict(fixed[source])}")
 print(f"{len(generated)} generated items kept of {len(jobs)}")
@@ -207,8 +208,8 @@ print(f"{len(generated)} generated items kept of {len(jobs)}")
 # `qa.tic_min_ratio` times its share of the real paragraphs; items containing a tic are removed.
 
 # %%
-real_texts = qa.real_corpus_texts(usable)
-tics = qa.find_tics([g[2] for g in generated], real_texts, QA["tic_min_count"], QA["tic_min_ratio"],
+real_texts = real_corpus_texts(usable)
+tics = find_tics([g[2] for g in generated], real_texts, qa_params["tic_min_count"], qa_params["tic_min_ratio"],
                     grounding=[g[3] for g in generated])
 print(f"{len(generated)} generated texts vs {len(real_texts)} real paragraphs/turns")
 print(f"{'phrase':<28}{'generated':>10}{'real':>8}{'ratio':>9}  tic")
@@ -216,10 +217,10 @@ for row in tics[:20]:
     print(f"{row['phrase']:<28}{row['generated_texts']:>10}{row['real_texts']:>8}{row['ratio']:>9.1f}  "
           f"{'TIC' if row['tic'] else ''}")
 if not tics:
-    print(f"(no ungrounded phrase is in {QA['tic_min_count']} or more generated texts)")
+    print(f"(no ungrounded phrase is in {qa_params['tic_min_count']} or more generated texts)")
 tic_removed = collections.Counter()
 for source, record, text, grounding in generated:
-    tic = qa.tic_in(text, tics, grounding)
+    tic = tic_in(text, tics, grounding)
     if tic:
         removed[source]["tic"] += 1
         tic_removed[tic] += 1
@@ -235,13 +236,14 @@ print(f"removed for tics: {dict(tic_removed) or 'none'}")
 # question that duplicates one ("What is your name?" answered by an essay passage) goes.
 
 # %%
-ordered = [r for source in qa.SOURCES if source != "identity" for r in records[source]]
-every_identity_question = qa.identity_conversations(P["persona"]["profile_card"], NAME, 10_000, QA["seed"], SYSTEM)
-kept, duplicates = qa.remove_near_duplicates(ordered, QA["near_duplicate_jaccard"], reference=every_identity_question)
+ordered = [r for source in qa_sources.SOURCES if source != "identity" for r in records[source]]
+every_identity_question = qa_identity.identity_conversations(card, NAME, 10_000, qa_params["seed"], SYSTEM)
+kept, duplicates = qa_duplicates.remove_near_duplicates(ordered, qa_params["near_duplicate_jaccard"],
+                                                        reference=every_identity_question)
 for record, twin in duplicates:
     removed[record["source"]]["near_duplicate"] += 1
 for record, twin in duplicates[:5]:
-    print(f"  {qa.question_text(record)!r}  ~  {qa.question_text(twin)!r}")
+    print(f"  {qa_duplicates.question_text(record)!r}  ~  {qa_duplicates.question_text(twin)!r}")
 print(f"near duplicates removed: {len(duplicates)}")
 
 # %% [markdown]
@@ -253,22 +255,22 @@ print(f"near duplicates removed: {len(duplicates)}")
 # "who are you" probes, and to 60% of "you're an AI, admit it" ones.
 
 # %%
-if "identity" in QA["sources"]:
-    n_identity = qa.identity_target(len(kept), QA["identity_share"], QA["identity_count"])
-    records["identity"] = qa.identity_conversations(card, NAME, n_identity, QA["seed"], SYSTEM)
-    print(f"identity: {len(records['identity'])} conversations ({QA['identity_share']:.0%} of the data asked, "
-          f"at least {QA['identity_count']}) from card keys {sorted(card)}")
-    if qa.unused_card_keys(card):
-        print(f"  card keys no identity question uses: {qa.unused_card_keys(card)}")
+if "identity" in qa_params["sources"]:
+    n_identity = qa_identity.identity_target(len(kept), qa_params["identity_share"], qa_params["identity_count"])
+    records["identity"] = qa_identity.identity_conversations(card, NAME, n_identity, qa_params["seed"], SYSTEM)
+    print(f"identity: {len(records['identity'])} conversations ({qa_params['identity_share']:.0%} of the data asked, "
+          f"at least {qa_params['identity_count']}) from card keys {sorted(card)}")
+    if qa_identity.unused_card_keys(card):
+        print(f"  card keys no identity question uses: {qa_identity.unused_card_keys(card)}")
 conversations = kept + records["identity"]
-random.Random(QA["seed"]).shuffle(conversations)
+random.Random(qa_params["seed"]).shuffle(conversations)
 
 # %% [markdown]
 # ## Samples of each source
 
 # %%
 by_source = collections.Counter(r["source"] for r in conversations)
-for source in qa.SOURCES:
+for source in qa_sources.SOURCES:
     sample = [r for r in conversations if r["source"] == source][:3]
     if not sample:
         continue
@@ -288,7 +290,7 @@ if not conversations:
 write_jsonl(OUT / "conversations.jsonl", conversations)
 metrics = {
     "conversations": len(conversations),
-    "by_source": {source: by_source.get(source, 0) for source in QA["sources"]},
+    "by_source": {source: by_source.get(source, 0) for source in qa_params["sources"]},
     "removed": {source: dict(counts) for source, counts in removed.items()},
     "cleaned": {source: dict(counts) for source, counts in fixed.items()},
     "tics": [{k: v for k, v in row.items() if k != "key"} for row in tics if row["tic"]],

@@ -31,8 +31,11 @@ repo_url = "https://github.com/persona-llm/persona-llm"  # fetched when the note
 
 # %%
 # Setup: find the repository, or fetch it and its requirements when opened on its own in Colab/Kaggle.
-import os, subprocess, sys
+import os
+import subprocess
+import sys
 from pathlib import Path
+
 ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "lib" / "params.py").is_file()), None)
 if ROOT is None:  # on its own: clone once (a restarted runtime reuses the clone), then install
     ROOT = Path("persona-llm").resolve()
@@ -41,39 +44,35 @@ if ROOT is None:  # on its own: clone once (a restarted runtime reuses the clone
     subprocess.run([sys.executable, "-m", "lib.environment", "install"], cwd=ROOT, check=True)
 os.chdir(ROOT); sys.path.insert(0, str(ROOT))
 
-from lib.environment import describe_environment
-from lib.models import pick_backend
-from lib.params import load_params
-from lib.runfiles import stage_dir, require_stage, write_metrics
-P = load_params(persona, profile, overrides)
-OUT = stage_dir(persona, "05_chat")
-BACKEND = pick_backend(P["model"]["backend"])  # imports unsloth (before transformers) when it is used
-describe_environment()
-print(f"     backend: {BACKEND}")
+from lib.stage import open_stage
+
+stage = open_stage("05_chat", persona, profile, overrides)
+params, OUT = stage.params, stage.out
 
 # %%
 import collections
-import json
 import time
-
-import matplotlib.pyplot as plt
 
 from lib.chat_data import mark_loss_spans, read_conversations
 from lib.chat_template import chat_prompt, set_chat_template
 from lib.models import generate_texts, load_tokenizer, load_with_adapters
 from lib.params import read_questions
-from lib.runfiles import read_jsonl
-from lib.train import LOG_FILE, merged_base_for_chat, run_training
+from lib.runfiles import require_stage, write_metrics
+from lib.stage import plot_training_loss, training_finished, training_metrics
+from lib.train import run_training
+from lib.train_model import merged_base_for_chat
+from lib.train_resume import LOG_FILE
 
 STARTED = time.time()
-T = P["train_chat"]
+train_params = params["train_chat"]
 CONVERSATIONS = require_stage(persona, "04_qa") / "conversations.jsonl"
 COMPLETION_ADAPTER = require_stage(persona, "03_completion") / "adapter"
 conversations = read_conversations(CONVERSATIONS)
 print(f"{len(conversations)} conversations by source: "
       f"{dict(collections.Counter(c.get('source', '?') for c in conversations))}")
-print(f"chat template: {P['model']['chat_template']}; {T['max_steps']} steps of {T['batch_size']} x {T['grad_accum']}, "
-      f"lr {T['learning_rate']}, conversations over {T['max_length']} tokens dropped")
+print(f"chat template: {params['model']['chat_template']}; {train_params['max_steps']} steps of "
+      f"{train_params['batch_size']} x {train_params['grad_accum']}, "
+      f"lr {train_params['learning_rate']}, conversations over {train_params['max_length']} tokens dropped")
 
 # %% [markdown]
 # ## What the loss covers
@@ -81,8 +80,8 @@ print(f"chat template: {P['model']['chat_template']}; {T['max_steps']} steps of 
 # the end-of-turn token after it. Everything else only conditions the answer.
 
 # %%
-preview_tokenizer = load_tokenizer(P["model"]["base"])
-set_chat_template(preview_tokenizer, P["model"]["chat_template"])
+preview_tokenizer = load_tokenizer(params["model"]["base"])
+set_chat_template(preview_tokenizer, params["model"]["chat_template"])
 print(mark_loss_spans(preview_tokenizer, conversations[0]["messages"])[:1500])
 
 # %% [markdown]
@@ -91,29 +90,21 @@ print(mark_loss_spans(preview_tokenizer, conversations[0]["messages"])[:1500])
 # saved as `base/`; the chat adapter is trained on top of it.
 
 # %%
-chat_base = merged_base_for_chat(P["model"], COMPLETION_ADAPTER, OUT)
+chat_base = merged_base_for_chat(params["model"], COMPLETION_ADAPTER, OUT)
 
 # %% [markdown]
 # ## Train
-# Batched as in 03 (padding-free on a GPU, length-grouped on a CPU); a killed run continues from its newest checkpoint, one that reached
+# Batched as in 03 (padding-free on a GPU, length-grouped on a CPU); a killed run continues
+# from its newest checkpoint, one that reached
 # `train_chat.time_budget_min` stops here and continues on the next run.
 
 # %%
-summary = run_training("chat", P, CONVERSATIONS, OUT, base=str(chat_base), overrides=overrides)
-if not summary["finished"]:
-    raise RuntimeError(
-        f"training stopped at its time budget after step {summary['steps']} of {summary['max_steps']}; "
-        f"the checkpoint is saved in {OUT / 'checkpoints'}: run this stage again to continue")
-print({k: summary[k] for k in ("steps", "final_loss", "tokens_per_s", "nonpad_share", "train_wall_s", "backend",
-                               "dtype", "batching")})
+summary = run_training("chat", params, CONVERSATIONS, OUT, base=str(chat_base), overrides=overrides)
+print(training_finished(summary, OUT))  # raises when it stopped at its time budget
 print(summary["data"])
 
 # %%
-log = [entry for entry in read_jsonl(OUT / LOG_FILE) if "loss" in entry]
-fig, ax = plt.subplots(figsize=(7, 3))
-ax.plot([e["step"] for e in log], [e["loss"] for e in log], marker=".")
-ax.set_xlabel("step"); ax.set_ylabel("train loss (assistant tokens)"); ax.set_title(f"{persona}: chat training loss")
-plt.show()
+plot_training_loss(OUT / LOG_FILE, f"{persona}: chat training loss")
 
 # %% [markdown]
 # ## Before and after
@@ -121,25 +112,22 @@ plt.show()
 # chat model (adapter on), with the persona's system prompt and the same sampling seed.
 
 # %%
-questions = read_questions(ROOT / P["evaluate"]["questions_file"])[:T["sample_questions"]]
-model, tokenizer = load_with_adapters(chat_base, [OUT / "adapter"], P["model"])
-prompts = [chat_prompt(tokenizer, question, P["persona"]["system_prompt"]) for question in questions]
-after = generate_texts(model, tokenizer, prompts, T["sample_max_new_tokens"], seed=T["seed"], desc="after")
+questions = read_questions(ROOT / params["evaluate"]["questions_file"])[:train_params["sample_questions"]]
+model, tokenizer = load_with_adapters(chat_base, [OUT / "adapter"], params["model"])
+prompts = [chat_prompt(tokenizer, question, params["persona"]["system_prompt"]) for question in questions]
+after = generate_texts(model, tokenizer, prompts, train_params["sample_max_new_tokens"], seed=train_params["seed"], desc="after")
 with model.disable_adapter():
-    before = generate_texts(model, tokenizer, prompts, T["sample_max_new_tokens"], seed=T["seed"], desc="before")
+    before = generate_texts(model, tokenizer, prompts, train_params["sample_max_new_tokens"], seed=train_params["seed"],
+                            desc="before")
 for question, old, new in zip(questions, before, after):
     print(f"Q: {question}\n  before: {old}\n  after:  {new}\n")
 
 # %%
 write_metrics(OUT, {
-    "final_train_loss": summary["final_loss"], "first_train_loss": summary["first_loss"],
-    "tokens_per_s": summary["tokens_per_s"], "nonpad_share": summary["nonpad_share"],
-    "backend": summary["backend"], "dtype": summary["dtype"], "batching": summary["batching"],
-    "steps": summary["steps"], "resumed_from_step": summary["resumed_from_step"],
-    "train_wall_s": summary["train_wall_s"], "wall_s": round(time.time() - STARTED, 1),
+    **training_metrics(summary, time.time() - STARTED),
     "conversations": summary["data"]["conversations"], "conversations_trained": summary["data"]["kept"],
     "dropped_too_long": summary["data"]["dropped_too_long"], "loss_token_share": summary["data"]["loss_share"],
-    "chat_template": P["model"]["chat_template"], "peak_gpu_memory_gb": summary["peak_gpu_memory_gb"],
+    "chat_template": params["model"]["chat_template"],
     "base": "base", "adapter": "adapter",
 })
 print(open(OUT / "metrics.json").read())

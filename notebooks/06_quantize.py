@@ -34,8 +34,11 @@ repo_url = "https://github.com/persona-llm/persona-llm"  # fetched when the note
 
 # %%
 # Setup: find the repository, or fetch it and its requirements when opened on its own in Colab/Kaggle.
-import os, subprocess, sys
+import os
+import subprocess
+import sys
 from pathlib import Path
+
 ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "lib" / "params.py").is_file()), None)
 if ROOT is None:  # on its own: clone once (a restarted runtime reuses the clone), then install
     ROOT = Path("persona-llm").resolve()
@@ -44,12 +47,10 @@ if ROOT is None:  # on its own: clone once (a restarted runtime reuses the clone
     subprocess.run([sys.executable, "-m", "lib.environment", "install"], cwd=ROOT, check=True)
 os.chdir(ROOT); sys.path.insert(0, str(ROOT))
 
-from lib.environment import describe_environment
-from lib.params import load_params
-from lib.runfiles import stage_dir, require_stage, write_metrics
-P = load_params(persona, profile, overrides)
-OUT = stage_dir(persona, "06_quantize")
-describe_environment()
+from lib.stage import open_stage
+
+stage = open_stage("06_quantize", persona, profile, overrides)
+params, OUT = stage.params, stage.out
 
 # %%
 import shutil
@@ -58,33 +59,29 @@ import time
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
-from lib import gguf_export as gx
-from lib import quant_gate as gate
+from lib import gguf_checks, gguf_export, quant_gate
 from lib.modelfile import build_modelfile, write_modelfile
 from lib.models import merge_adapters_16bit, pick_backend, resolve_model, tokenizer_folder
-from lib.runfiles import file_sha256, read_jsonl, write_json
+from lib.runfiles import file_sha256, read_jsonl, require_stage, write_json, write_metrics
 
-Q = P["quantize"]
+quant_params = params["quantize"]
 split_dir = require_stage(persona, "02_split")
 adapters = [require_stage(persona, "03_completion") / "adapter", require_stage(persona, "05_chat") / "adapter"]
 for adapter in adapters:
     if not (adapter / "adapter_model.safetensors").is_file():
         raise FileNotFoundError(f"{adapter}: no adapter_model.safetensors; rerun its stage")
-if Q["modelfile_quant"] not in [*Q["levels"], "f16"]:
-    raise ValueError(f"params quantize.modelfile_quant={Q['modelfile_quant']!r} must be f16 or one of "
-                     f"quantize.levels {Q['levels']}")
-print(f"base {P['model']['base']}; adapters {[str(a) for a in adapters]}")
-print(f"quantize params: {Q}")
+print(f"base {params['model']['base']}; adapters {[str(a) for a in adapters]}")
+print(f"quantize params: {quant_params}")
 
 # What the files of this stage are built from; when it changes, earlier files are deleted (when it
 # does not, a killed run resumes and reuses every finished file).
 inputs = {
-    "base": P["model"]["base"], "llama_cpp_python": gx.llama_cpp_version(),
+    "base": params["model"]["base"], "llama_cpp_python": gguf_export.llama_cpp_version(),
     "adapters": {a.parent.name: file_sha256(a / "adapter_model.safetensors") for a in adapters},
     "exporter": file_sha256(ROOT / "lib" / "gguf_export.py"),
-    "quantize": {k: Q[k] for k in ("levels", "imatrix", "imatrix_chunks", "eval_chunk_tokens")},
+    "quantize": {k: quant_params[k] for k in ("levels", "imatrix", "imatrix_chunks", "eval_chunk_tokens")},
 }
-if gx.reset_if_inputs_changed(OUT, inputs):
+if gguf_export.reset_if_inputs_changed(OUT, inputs):
     print("new inputs: starting from scratch")
 gguf = lambda name: OUT / f"{persona}-{name}.gguf"
 timings = {}
@@ -98,9 +95,9 @@ timings = {}
 # %%
 merged = OUT / "merged"
 started = time.time()
-merge_backend = pick_backend(P["model"]["backend"])  # unsloth: its save_pretrained_merged; hf: peft's merge_and_unload
+merge_backend = pick_backend(params["model"]["backend"])  # unsloth: its save_pretrained_merged; hf: peft's merge_and_unload
 if not gguf("f16").is_file() and not (merged / "config.json").is_file():
-    merge_adapters_16bit(P["model"]["base"], adapters, merged, P["model"])
+    merge_adapters_16bit(params["model"]["base"], adapters, merged, params["model"])
     print(f"merged into {merged} with {merge_backend}")
 timings["merge_s"] = round(time.time() - started, 1)
 
@@ -113,9 +110,9 @@ timings["merge_s"] = round(time.time() - started, 1)
 # %%
 started = time.time()
 if not gguf("f16").is_file():
-    gx.convert_hf_to_gguf(merged, gguf("f16"), outtype="f16")
+    gguf_export.convert_hf_to_gguf(merged, gguf("f16"), outtype="f16")
 timings["convert_s"] = round(time.time() - started, 1)
-meta = gx.gguf_metadata(gguf("f16"))
+meta = gguf_export.gguf_metadata(gguf("f16"))
 for key in ("general.architecture", "tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.bos_token_id",
             "tokenizer.ggml.eos_token_id", "tokenizer.ggml.add_bos_token"):
     print(f"{key:>32}: {meta.get(key)}")
@@ -130,28 +127,28 @@ for key in ("general.architecture", "tokenizer.ggml.model", "tokenizer.ggml.pre"
 # %%
 started = time.time()
 quants = {}
-for level in tqdm(Q["levels"], desc="quantize"):
+for level in tqdm(quant_params["levels"], desc="quantize"):
     if not gguf(level).is_file():
-        gx.quantize_gguf(gguf("f16"), gguf(level), level)
+        gguf_export.quantize_gguf(gguf("f16"), gguf(level), level)
     quants[level] = gguf(level)
 
 imatrix_status = {"status": "off (quantize.imatrix=false)"}
-if Q["imatrix"]:
+if quant_params["imatrix"]:
     imatrix_file = OUT / f"{persona}.imatrix.gguf"
     try:
         if not imatrix_file.is_file():
             train_texts = [r["text"] for r in read_jsonl(split_dir / "train.jsonl")]
-            gx.compute_imatrix(gguf("f16"), train_texts, imatrix_file, chunk_tokens=Q["eval_chunk_tokens"],
-                               max_chunks=Q["imatrix_chunks"])
-        imatrix = gx.read_imatrix(imatrix_file)
-        for level in [lv for lv in Q["levels"] if lv != "q8_0"]:
+            gguf_export.compute_imatrix(gguf("f16"), train_texts, imatrix_file, chunk_tokens=quant_params["eval_chunk_tokens"],
+                               max_chunks=quant_params["imatrix_chunks"])
+        imatrix = gguf_export.read_imatrix(imatrix_file)
+        for level in [lv for lv in quant_params["levels"] if lv != "q8_0"]:
             name = f"{level}-imatrix"
             if not gguf(name).is_file():
-                gx.quantize_gguf(gguf("f16"), gguf(name), level, imatrix=imatrix)
+                gguf_export.quantize_gguf(gguf("f16"), gguf(name), level, imatrix=imatrix)
             quants[name] = gguf(name)
         imatrix_status = {"status": "used", "entries": len(imatrix), "calibration": "02_split/train.jsonl",
-                          "chunks": Q["imatrix_chunks"], "chunk_tokens": Q["eval_chunk_tokens"]}
-    except (gx.ImatrixUnavailable, gx.ExportError) as err:  # optional: recorded, not fatal
+                          "chunks": quant_params["imatrix_chunks"], "chunk_tokens": quant_params["eval_chunk_tokens"]}
+    except (gguf_export.ImatrixUnavailable, gguf_export.ExportError) as err:  # optional: recorded, not fatal
         imatrix_status = {"status": "unavailable", "reason": " ".join(str(err).split())[:300]}
         print(f"importance matrix unavailable: {err}")
 timings["quantize_s"] = round(time.time() - started, 1)
@@ -171,9 +168,9 @@ for adapter in adapters:
     name = f"{adapter.parent.name.split('_', 1)[1]}-lora-f16"
     try:
         if not gguf(name).is_file():
-            gx.convert_lora_to_gguf(adapter, resolve_model(P["model"]["base"]), gguf(name))
+            gguf_export.convert_lora_to_gguf(adapter, resolve_model(params["model"]["base"]), gguf(name))
         adapter_files[name] = {"file": gguf(name).name, "size_mb": round(gguf(name).stat().st_size / 2**20, 2)}
-    except gx.ExportError as err:
+    except gguf_export.ExportError as err:
         adapter_files[name] = {"error": str(err).splitlines()[0]}
         print(f"adapter {adapter} could not be exported as GGUF: {err}")
 print(adapter_files)
@@ -186,59 +183,56 @@ print(adapter_files)
 # top-1 97.7% and q4_k_m KLD 0.031 / top-1 91.9%; a 135M model loses more to quantization.
 
 # %%
-tokenizer_dir = tokenizer_folder(P["model"]["base"], adapters)
+tokenizer_dir = tokenizer_folder(params["model"]["base"], adapters)
 tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
 heldout = [r["text"] for r in read_jsonl(split_dir / "eval.jsonl")]
-chunks = gate.heldout_token_chunks(heldout, tokenizer, Q["eval_chunk_tokens"], Q["eval_max_chunks"])
+chunks = quant_gate.heldout_token_chunks(heldout, tokenizer, quant_params["eval_chunk_tokens"], quant_params["eval_max_chunks"])
 print(f"held-out text: {len(heldout)} chunks from 02 -> {len(chunks)} x {len(chunks[0])} tokens")
 reference = OUT / ".gate" / "f16_logprobs.npy"
 reference.parent.mkdir(exist_ok=True)
 
-system = [{"role": "system", "content": P["persona"]["system_prompt"]}] if P["persona"]["system_prompt"] else []
-stop_conversation = system + [{"role": "user", "content": Q["stop_check_prompt"]}]
-sample_conversations = [system + [{"role": "user", "content": prompt}] for prompt in Q["sample_prompts"]]
+system = [{"role": "system", "content": params["persona"]["system_prompt"]}] if params["persona"]["system_prompt"] else []
+stop_conversation = system + [{"role": "user", "content": quant_params["stop_check_prompt"]}]
+sample_conversations = [system + [{"role": "user", "content": prompt}] for prompt in quant_params["sample_prompts"]]
 started = time.time()
-results = {"f16": gate.score_gguf(gguf("f16"), chunks, reference, write_reference=True)}
+results = {"f16": gguf_checks.score_gguf(gguf("f16"), chunks, reference, write_reference=True)}
 for name, path in tqdm(quants.items(), desc="score"):
-    results[name] = gate.score_gguf(path, chunks, reference)
+    results[name] = gguf_checks.score_gguf(path, chunks, reference)
 # f16: tokenizer, template, BOS and end-of-turn checks, and a reply that must stop by itself
-results["f16"]["format"] = gate.check_gguf_format(gguf("f16"), tokenizer_dir, sample_conversations[0],
+results["f16"]["format"] = gguf_checks.check_gguf_format(gguf("f16"), tokenizer_dir, sample_conversations[0],
                                                   samples=heldout[:3])
-results["f16"]["stop_reply"] = gate.stop_check_gguf(gguf("f16"), stop_conversation, Q["stop_check_max_tokens"],
-                                                    seed=Q["seed"])
+results["f16"]["stop_reply"] = gguf_checks.stop_check_gguf(gguf("f16"), stop_conversation, quant_params["stop_check_max_tokens"],
+                                                    seed=quant_params["seed"])
 # every file answers the same prompts with the same seeds; each quant carries f16's metadata
 for name, path in tqdm({"f16": gguf("f16"), **quants}.items(), desc="chat samples"):
     if name != "f16":
-        results[name]["format"] = {"problems": gate.metadata_problems(gguf("f16"), path)}
-    results[name]["chat"] = gate.chat_with_gguf(path, sample_conversations, seed=Q["seed"], n_seeds=Q["sample_seeds"],
-                                                max_tokens=Q["sample_max_new_tokens"])
+        results[name]["format"] = {"problems": gguf_checks.metadata_problems(gguf("f16"), path)}
+    results[name]["chat"] = gguf_checks.chat_with_gguf(path, sample_conversations, seed=quant_params["seed"],
+                                                       n_seeds=quant_params["sample_seeds"],
+                                                max_tokens=quant_params["sample_max_new_tokens"])
     results[name]["size_mb"] = round(path.stat().st_size / 2**20, 2)
 timings["gate_s"] = round(time.time() - started, 1)
-problems = gate.gate_problems(results, Q["max_kld_q8_0"], Q["max_ppl_ratio"], Q["max_degenerate_excess"])
-write_json(OUT / "gate.json", {"passed": not problems, "problems": problems, "results": results})
+problems = quant_gate.gate_problems(results, quant_params["max_kld_q8_0"], quant_params["max_ppl_ratio"],
+                                    quant_params["max_degenerate_excess"])
+write_json(OUT / "gate.json", quant_gate.gate_result(results, problems))
 
 # %%
-print(f"{'file':<16}{'size MB':>9}{'ppl':>9}{'ppl/f16':>9}{'KLD':>9}{'KLD p99':>9}{'top-1':>8}")
-for name, r in results.items():
-    ratio = r["ppl"] / results["f16"]["ppl"] if r.get("ppl") and results["f16"].get("ppl") else float("nan")
-    kld, p99, top1 = (r.get(k) for k in ("kld", "kld_p99", "top1"))
-    print(f"{name:<16}{r['size_mb']:>9.1f}{(r['ppl'] or float('nan')):>9.2f}{ratio:>9.3f}"
-          + (f"{kld:>9.4f}{p99:>9.3f}{top1:>8.1%}" if kld is not None else f"{'(ref)':>9}{'':>9}{'':>8}"))
+print(quant_gate.gate_table(results))
 print("\nf16 checks:", results["f16"]["format"]["facts"])
 stop = results["f16"]["stop_reply"]
-print(f"\nstop check on f16, {Q['stop_check_prompt']!r}: {stop['finish_reason']} after "
+print(f"\nstop check on f16, {quant_params['stop_check_prompt']!r}: {stop['finish_reason']} after "
       f"{stop['completion_tokens']} tokens (try {stop['attempts']})\n{stop['text']}")
-print(f"\ndegenerate chat replies ({len(Q['sample_prompts'])} prompts x {Q['sample_seeds']} seeds):")
+print(f"\ndegenerate chat replies ({len(quant_params['sample_prompts'])} prompts x {quant_params['sample_seeds']} seeds):")
 for name, r in results.items():
-    print(f"  {name:<16}{len(gate.degenerate_replies(r['chat']))} of {len(r['chat'])}")
-print(f"\nfirst chat sample, {Q['sample_prompts'][0]!r}, seed {Q['seed']}:")
+    print(f"  {name:<16}{len(quant_gate.degenerate_replies(r['chat']))} of {len(r['chat'])}")
+print(f"\nfirst chat sample, {quant_params['sample_prompts'][0]!r}, seed {quant_params['seed']}:")
 for name, r in results.items():
     print(f"--- {name}\n{r['chat'][0]['text']}")
 
 # %%
 if problems:
     print("GATE FAILED:\n- " + "\n- ".join(problems))
-gate.enforce_gate(problems)
+quant_gate.enforce_gate(problems)
 print("gate passed")
 
 # %% [markdown]
@@ -249,8 +243,9 @@ print("gate passed")
 
 # %%
 modelfile_text = build_modelfile(
-    gguf(Q["modelfile_quant"]).name, tokenizer, P["persona"]["system_prompt"], Q["modelfile_parameters"],
-    comment=(f"{P['persona']['name']} ({persona}), made by stage 06_quantize from {P['model']['base']}.\n"
+    gguf(quant_params["modelfile_quant"]).name, tokenizer, params["persona"]["system_prompt"],
+    quant_params["modelfile_parameters"],
+    comment=(f"{params['persona']['name']} ({persona}), made by stage 06_quantize from {params['model']['base']}.\n"
              f"ollama create {persona} -f Modelfile && ollama run {persona}\n"
              f"Other files here: {', '.join(p.name for p in quants.values())}; base + adapters: "
              f"{', '.join(v['file'] for v in adapter_files.values() if 'file' in v) or 'none'}."))
@@ -264,23 +259,18 @@ print(modelfile_text)
 
 # %%
 shutil.rmtree(reference.parent, ignore_errors=True)
-if not Q["keep_merged"]:
+if not quant_params["keep_merged"]:
     shutil.rmtree(merged, ignore_errors=True)
-per_file = {name: {"file": (gguf("f16") if name == "f16" else quants[name]).name, "size_mb": r["size_mb"],
-                   "ppl": r["ppl"], "ppl_ratio": r["ppl"] / results["f16"]["ppl"] if r["ppl"] else None,
-                   "kld": r.get("kld"), "kld_p99": r.get("kld_p99"), "top1": r.get("top1"),
-                   "chat_sample": r["chat"][0]["text"],
-                   "degenerate_replies": len(gate.degenerate_replies(r["chat"])), "chat_replies": len(r["chat"])}
-            for name, r in results.items()}
+per_file = quant_gate.per_file_metrics(
+    results, {name: (gguf("f16") if name == "f16" else quants[name]).name for name in results})
 write_metrics(OUT, {
     "quants": {name: v for name, v in per_file.items() if name != "f16"},
     "f16": per_file["f16"],
     "eval_tokens": results["f16"]["n_tokens"], "eval_chunks": len(chunks),
-    "checks": dict(results["f16"]["format"]["facts"], stop_check_finish=results["f16"]["stop_reply"]["finish_reason"],
-                   stop_check_tokens=results["f16"]["stop_reply"]["completion_tokens"],
-                   stop_check_attempts=results["f16"]["stop_reply"]["attempts"]),
-    "imatrix": imatrix_status, "adapters": adapter_files, "merge_backend": merge_backend, "modelfile_from": gguf(Q["modelfile_quant"]).name,
-    "gate": {"passed": True, "max_kld_q8_0": Q["max_kld_q8_0"], "max_ppl_ratio": Q["max_ppl_ratio"]},
+    "checks": quant_gate.f16_checks(results["f16"]),
+    "imatrix": imatrix_status, "adapters": adapter_files, "merge_backend": merge_backend,
+    "modelfile_from": gguf(quant_params["modelfile_quant"]).name,
+    "gate": {"passed": True, "max_kld_q8_0": quant_params["max_kld_q8_0"], "max_ppl_ratio": quant_params["max_ppl_ratio"]},
     "gguf_tokenizer": {k: meta.get(k) for k in ("tokenizer.ggml.model", "tokenizer.ggml.pre")},
     "timings": timings,
 })

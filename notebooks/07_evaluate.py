@@ -32,8 +32,11 @@ repo_url = "https://github.com/persona-llm/persona-llm"  # fetched when the note
 
 # %%
 # Setup: find the repository, or fetch it and its requirements when opened on its own in Colab/Kaggle.
-import os, subprocess, sys
+import os
+import subprocess
+import sys
 from pathlib import Path
+
 ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "lib" / "params.py").is_file()), None)
 if ROOT is None:  # on its own: clone once (a restarted runtime reuses the clone), then install
     ROOT = Path("persona-llm").resolve()
@@ -42,12 +45,10 @@ if ROOT is None:  # on its own: clone once (a restarted runtime reuses the clone
     subprocess.run([sys.executable, "-m", "lib.environment", "install"], cwd=ROOT, check=True)
 os.chdir(ROOT); sys.path.insert(0, str(ROOT))
 
-from lib.environment import describe_environment
-from lib.params import load_params
-from lib.runfiles import stage_dir, require_stage, write_metrics
-P = load_params(persona, profile, overrides)
-OUT = stage_dir(persona, "07_evaluate")
-describe_environment()
+from lib.stage import open_stage
+
+stage = open_stage("07_evaluate", persona, profile, overrides)
+params, OUT = stage.params, stage.out
 
 # %%
 import collections
@@ -56,18 +57,18 @@ import time
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from lib import evaluate, progress_log
+from lib import eval_answers, eval_prompts, eval_report, eval_scores, eval_systems, progress_log
 from lib.eval_authorship import authorship_by_system, authorship_markdown, persona_verifier
 from lib.eval_figure import summary_figure
 from lib.eval_identity import IDENTITY_TASKS, identity_markdown, identity_rates, judged_identity_answers
 from lib.eval_lengths import length_table, lengths_markdown, person_answer_lengths
 from lib.params import read_questions
+from lib.runfiles import atomic_write_text, read_json, read_jsonl, require_stage, stage_dir, write_metrics
 from lib.split import persona_text
-from lib.runfiles import atomic_write_text, read_json, read_jsonl
 
 started = time.time()
-EV = P["evaluate"]
-NAME = P["persona"]["name"]
+eval_params = params["evaluate"]
+NAME = params["persona"]["name"]
 
 # %% [markdown]
 # ## Inputs
@@ -85,12 +86,13 @@ train_ids = set(split["train_ids"])
 train_docs = [doc for doc in documents if doc["id"] in train_ids]
 stage_metrics = {stage: read_json(require_stage(persona, stage) / "metrics.json")
                  for stage in ("02_split", "03_completion", "04_qa", "05_chat", "06_quantize")}
-systems = evaluate.find_systems(stage_dir(persona, "03_completion", create=False), stage_dir(persona, "05_chat", create=False),
-                                stage_dir(persona, "06_quantize", create=False), EV["gguf_levels"])
+systems = eval_systems.find_systems(stage_dir(persona, "03_completion", create=False),
+                                    stage_dir(persona, "05_chat", create=False),
+                                    stage_dir(persona, "06_quantize", create=False), eval_params["gguf_levels"])
 print(f"{len(train_docs)} training documents, {len(heldout_docs)} held out: "
       + ", ".join(repr(d["title"]) for d in heldout_docs))
 for system in systems:
-    print(f"{system.name:>16}: " + (str(system.gguf) if system.gguf else f"{system.base_model(P['model']['base'])} + "
+    print(f"{system.name:>16}: " + (str(system.gguf) if system.gguf else f"{system.base_model(params['model']['base'])} + "
                                     + (", ".join(str(a) for a in system.adapters) or "no adapter")))
 
 # %% [markdown]
@@ -100,9 +102,9 @@ for system in systems:
 # (essay personas).
 
 # %%
-questions = read_questions(ROOT / EV["questions_file"])
-prompts = evaluate.build_prompts(heldout_docs, questions, EV)
-print(dict(collections.Counter(p["task"] for p in prompts)), f"x seeds {EV['seeds']}")
+questions = read_questions(ROOT / eval_params["questions_file"])
+prompts = eval_prompts.build_prompts(heldout_docs, questions, eval_params)
+print(dict(collections.Counter(p["task"] for p in prompts)), f"x seeds {eval_params['seeds']}")
 for p in prompts[:2] + [p for p in prompts if p["task"] in ("knowledge", "title")][:2]:
     print(f"  [{p['task']}] {p['question'][:120]}")
 
@@ -114,8 +116,8 @@ for p in prompts[:2] + [p for p in prompts if p["task"] in ("knowledge", "title"
 # through llama.cpp).
 
 # %%
-ppl_texts = [chunk["text"] for chunk in eval_chunks[:EV["ppl_max_chunks"]]]
-results = {system.name: evaluate.run_system(system, prompts, ppl_texts, P, OUT / "answers") for system in systems}
+ppl_texts = [chunk["text"] for chunk in eval_chunks[:eval_params["ppl_max_chunks"]]]
+results = {system.name: eval_answers.run_system(system, prompts, ppl_texts, params, OUT / "answers") for system in systems}
 answers = {name: result["answers"] for name, result in results.items()}
 heldout_ppl = {name: result["heldout_ppl"] for name, result in results.items()}
 print({name: len(records) for name, records in answers.items()}, "answers")
@@ -157,8 +159,8 @@ display(Markdown(identity_markdown(identity)))
 # Kolmogorov-Smirnov distance between the two length distributions (0: the same).
 
 # %%
-lengths = length_table(answers, person_answer_lengths(heldout_docs, P["qa"]))
-display(Markdown(lengths_markdown(lengths, EV["max_new_tokens"])))
+lengths = length_table(answers, person_answer_lengths(heldout_docs, params["qa"]))
+display(Markdown(lengths_markdown(lengths, eval_params["max_new_tokens"])))
 
 # %% [markdown]
 # ## Would a judge take it for the person? Blind pairwise judge (optional)
@@ -176,37 +178,38 @@ display(Markdown(lengths_markdown(lengths, EV["max_new_tokens"])))
 
 # %%
 judge, judge_table = None, ""
-if EV["judge"]:
+if eval_params["judge"]:
     import contextlib
 
     from lib.eval_judge import build_comparisons, judge_endpoint, judge_markdown, judge_rates, run_judge
     from lib.llama_server import embedded_llama_server
     from lib.llm_client import summarize
 
-    QA = P["qa"]
-    comparisons, skipped_empty = build_comparisons(prompts, answers, EV["judge_seed"])
-    embedded_judge = not EV["judge_base_url"]
-    judged, judge_results, judge_label = [], [], EV["judge_base_url"] or f"local llama.cpp server ({QA['embedded_model']})"
+    qa_params = params["qa"]
+    comparisons, skipped_empty = build_comparisons(prompts, answers, eval_params["judge_seed"])
+    embedded_judge = not eval_params["judge_base_url"]
+    judged, judge_results = [], []
+    judge_label = eval_params["judge_base_url"] or f"local llama.cpp server ({qa_params['embedded_model']})"
     print(f"{len(comparisons)} comparisons (system answer vs the person's real one); empty answers not judged: "
           f"{skipped_empty}")
     if comparisons:
         if embedded_judge:
-            server_context = embedded_llama_server(QA["embedded_model"], OUT / "judge_llama_server.log",
-                                                   QA["server_n_ctx"], QA["server_threads"] or None)
+            server_context = embedded_llama_server(qa_params["embedded_model"], OUT / "judge_llama_server.log",
+                                                   qa_params["server_n_ctx"], qa_params["server_threads"] or None)
         else:
             server_context = contextlib.nullcontext(None)
         with server_context as server:
-            endpoint = judge_endpoint(EV, QA["timeout_s"], server)
-            judge_label = (f"{EV['judge_base_url']}, model {endpoint.model}" if not embedded_judge
+            endpoint = judge_endpoint(eval_params, qa_params["timeout_s"], server)
+            judge_label = (f"{eval_params['judge_base_url']}, model {endpoint.model}" if not embedded_judge
                            else f"local llama.cpp server ({endpoint.model})")
             judged, judge_results = run_judge(comparisons, NAME, endpoint, OUT / "judge_cache.jsonl",
-                                              judge_seed=EV["judge_seed"], max_tokens=EV["judge_max_tokens"],
-                                              concurrency=EV["judge_concurrency"], retries=QA["retries"],
-                                              backoff_s=QA["retry_backoff_s"])
+                                              judge_seed=eval_params["judge_seed"], max_tokens=eval_params["judge_max_tokens"],
+                                              concurrency=eval_params["judge_concurrency"], retries=qa_params["retries"],
+                                              backoff_s=qa_params["retry_backoff_s"])
     judge_rates_by_system = judge_rates(judged, skipped_empty)
     judge_table = judge_markdown(judge_rates_by_system, judge_label, embedded_judge)
-    judge = {"judge": judge_label, "embedded": embedded_judge, "model": EV["judge_model"] if not embedded_judge else
-             QA["embedded_model"], "comparisons": len(comparisons), "requests": summarize(judge_results),
+    judge = {"judge": judge_label, "embedded": embedded_judge, "model": eval_params["judge_model"] if not embedded_judge else
+             qa_params["embedded_model"], "comparisons": len(comparisons), "requests": summarize(judge_results),
              "rates": judge_rates_by_system}
     print(judge["requests"])
     display(Markdown(judge_table))
@@ -220,10 +223,10 @@ else:
 # rate have no better direction: the person's own value is the target.
 
 # %%
-scores = evaluate.score_systems(answers, prompts, heldout_docs, train_docs, NAME)
+scores = eval_scores.score_systems(answers, prompts, heldout_docs, train_docs, NAME)
 scores["heldout_ppl"] = heldout_ppl
 names = [system.name for system in systems]
-display(Markdown(evaluate.measures_table(scores, names)))
+display(Markdown(eval_report.measures_table(scores, names)))
 print("tics:", {name: tics for name, tics in scores["tics"].items() if tics})
 
 # %%
@@ -235,7 +238,7 @@ plt.show()
 # ## The fixed questions, side by side
 
 # %%
-for question, by_system in evaluate.answers_by_prompt(answers, "questions", EV["seeds"][0]):
+for question, by_system in eval_report.answers_by_prompt(answers, "questions", eval_params["seeds"][0]):
     print(f"\n=== {question}")
     for name in names:
         print(f"--- {name}: {' '.join(by_system.get(name, '').split())[:400]}")
@@ -260,40 +263,28 @@ for name in names:
 # the measures against the baseline; its conclusion is left for a person to write.
 
 # %%
-report = evaluate.render_report(persona_name=NAME, persona=persona, profile=P["run"]["profile"], systems=systems,
-                                metrics=scores, answers=answers, prompts=prompts, seeds=EV["seeds"],
+report = eval_report.render_report(persona_name=NAME, persona=persona, profile=params["run"]["profile"], systems=systems,
+                                metrics=scores, answers=answers, prompts=prompts, seeds=eval_params["seeds"],
                                 authorship_table=authorship_markdown(authorship),
                                 identity_table=identity_markdown(identity),
-                                lengths_table=lengths_markdown(lengths, EV["max_new_tokens"]), judge_table=judge_table)
+                                lengths_table=lengths_markdown(lengths, eval_params["max_new_tokens"]), judge_table=judge_table)
 atomic_write_text(OUT / "report.md", report)
 
-qa_counts = stage_metrics["04_qa"].get("by_source") or {}
-key_table = evaluate.measures_table({k: scores[k] for k in ("identity_rate", "style_score", "distinct_2", "tic_rate",
+key_table = eval_report.measures_table({k: scores[k] for k in ("identity_rate", "style_score", "distinct_2", "tic_rate",
                                                             "heldout_ppl")}, names, with_own_text=False)
 samples = [{"question": q, "system": name, "answer": " ".join(by_system.get(name, "").split()[:80])}
-           for q, by_system in evaluate.answers_by_prompt(answers, "questions", EV["seeds"][0])[:2]
-           for name in (evaluate.BASELINE, "chat")]
-key = progress_log.entry_key(persona, P, scores, authorship)
-entry = progress_log.progress_entry(
-    title=progress_log.run_title(NAME, P["run"]["profile"]), key=key,
-    model=f"{P['model']['base']} + LoRA r={P['train_completion']['lora_r']} completion (03) "
-          f"+ LoRA r={P['train_chat']['lora_r']} chat (05); GGUF " + ", ".join(EV["gguf_levels"]),
-    data=f"{len(documents)} documents ({len(train_docs)} trained on, {len(heldout_docs)} held out); "
-         f"{stage_metrics['02_split']['train_chunks']} chunks of at most {stage_metrics['02_split']['max_tokens']} tokens; "
-         f"{stage_metrics['04_qa'].get('conversations')} conversations from 04 ("
-         + ", ".join(f"{source} {count}" for source, count in qa_counts.items()) + ")",
-    train={"completion": progress_log.train_setup(P["train_completion"], stage_metrics["03_completion"]),
-           "chat": progress_log.train_setup(P["train_chat"], stage_metrics["05_chat"])},
-    final_loss={"completion": stage_metrics["03_completion"].get("final_train_loss"),
-                "chat": stage_metrics["05_chat"].get("final_train_loss")},
+           for q, by_system in eval_report.answers_by_prompt(answers, "questions", eval_params["seeds"][0])[:2]
+           for name in (eval_systems.BASELINE, "chat")]
+key, entry = progress_log.chain_entry(
+    persona, params, stage_metrics,
+    {"all": len(documents), "trained": len(train_docs), "heldout": len(heldout_docs)}, scores, authorship,
     measures_table="\n\n".join([authorship_markdown(authorship), identity_markdown(identity),
-                                  lengths_markdown(lengths, EV["max_new_tokens"]), key_table]),
-    samples=samples, persona_name=NAME,
-    report_path=f"runs/{persona}/07_evaluate/report.md")
+                                 lengths_markdown(lengths, eval_params["max_new_tokens"]), key_table]),
+    samples=samples)
 atomic_write_text(OUT / "progress_entry.md", entry)
-appended = bool(EV["progress_log"]) and progress_log.append_entry(ROOT / EV["progress_log"], entry, key)
-print(f"report: {OUT / 'report.md'}; PROGRESS.md entry " + (f"appended to {EV['progress_log']}" if appended else
-      "already there" if EV["progress_log"] else "written to the run folder only (evaluate.progress_log is empty)"))
+appended = bool(eval_params["progress_log"]) and progress_log.append_entry(ROOT / eval_params["progress_log"], entry, key)
+print(f"report: {OUT / 'report.md'}; PROGRESS.md entry " + (f"appended to {eval_params['progress_log']}" if appended else
+      "already there" if eval_params["progress_log"] else "written to the run folder only (evaluate.progress_log is empty)"))
 print(entry)
 
 # %% [markdown]
@@ -302,13 +293,15 @@ print(entry)
 
 # %%
 metrics = {
-    "systems": names, "baseline": evaluate.BASELINE, "seeds": EV["seeds"],
+    "systems": names, "baseline": eval_systems.BASELINE, "seeds": eval_params["seeds"],
     "prompts": dict(collections.Counter(p["task"] for p in prompts)),
     "answers": sum(len(records) for records in answers.values()),
     **{key: scores[key] for key in ("identity_rate", "style_score", "distinct_2", "tic_rate", "heldout_ppl",
-                                    "repeated_3gram_rate", "knowledge_rouge_l", "title_rouge_l", "title_style_score", "delta", "char_sim",
+                                    "repeated_3gram_rate", "knowledge_rouge_l", "title_rouge_l", "title_style_score",
+                                    "delta", "char_sim",
                                     "delta_score", "char_score", "style_words", "tics")},
-    "authorship": authorship, "identity": identity, "answer_lengths": lengths, "judge": judge, "ppl_chunks": len(ppl_texts), "progress_entry_appended": appended, "wall_s": round(time.time() - started, 1),
+    "authorship": authorship, "identity": identity, "answer_lengths": lengths, "judge": judge,
+    "ppl_chunks": len(ppl_texts), "progress_entry_appended": appended, "wall_s": round(time.time() - started, 1),
 }
 write_metrics(OUT, metrics)
 print(open(OUT / "metrics.json").read()[:1500])

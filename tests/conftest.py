@@ -49,7 +49,7 @@ def conversations():
     """Single- and multi-turn conversations (system prompt, real questions, real answers)
     from the first two committed Trump transcripts, as 04 builds them."""
     from lib.params import load_params
-    from lib.qa import interview_conversations
+    from lib.qa_sources import interview_conversations
     from lib.transcripts import parse_transcript
 
     params = load_params("trump", "smoke")
@@ -115,7 +115,7 @@ def kill_at_first_checkpoint(command: list[str], checkpoints: Path) -> int:
     import subprocess
     import time
 
-    from lib.train import find_resume_checkpoint
+    from lib.train_resume import find_resume_checkpoint
 
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300

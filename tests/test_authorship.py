@@ -57,7 +57,7 @@ def verifier(request, runs):
 def own_questions(persona: str, docs: dict) -> list[str]:
     """Questions the person answers, never used to build the verifier: 07's questions for pg
     (evaluate.questions_file), the interviewers' questions of the held-out interviews for trump."""
-    from lib.qa import interview_exchanges
+    from lib.qa_sources import interview_exchanges
 
     if persona == "pg":
         return json.loads((ROOT / "data" / "eval" / "pg_questions.json").read_text())["questions"][1:]
@@ -68,7 +68,7 @@ def base_answers(persona: str, questions: list[str], seed: int, system_prompt: b
     """The embedded model answering the questions under the persona's system prompt (or none),
     with n_seeds sampling seeds from `seed` on."""
     from lib.models import embedded_gguf_path
-    from lib.quant_gate import chat_with_gguf
+    from lib.gguf_checks import chat_with_gguf
 
     params = load_params(persona, "cpu")
     system = [{"role": "system", "content": params["persona"]["system_prompt"]}] if system_prompt else []

@@ -1,6 +1,6 @@
-"""The CPU benchmark runs its three setups and reports them; the GPU benchmark script runs its modes end to end (here on CPU, on a tiny Llama-3
-shape), so it works when a GPU session comes; and its FLOPs arithmetic matches the
-reference measurement's (13,935 tokens/s on the 8b shape ~ 44% of an H100)."""
+"""The CPU benchmark runs its three setups and reports them; the GPU benchmark script runs its
+modes end to end (here on CPU, on a tiny Llama-3 shape), so it works when a GPU session comes;
+and its FLOPs arithmetic matches the reference measurement's (13,935 tokens/s on the 8b shape ~ 44% of an H100)."""
 import json
 import subprocess
 

@@ -11,7 +11,8 @@ from conftest import labeled_runs
 from lib.chat_data import IGNORE_INDEX, conversation_examples, read_conversations, tokenize_conversation
 from lib.chat_template import CHATML_TEMPLATE, set_chat_template
 from lib.params import load_params
-from lib.train import language_model_collator, train_lora
+from lib.train_data import language_model_collator
+from lib.train import train_lora
 
 @pytest.mark.parametrize("template", ["own", "chatml"])
 @pytest.mark.parametrize("padding_free", [True, False])

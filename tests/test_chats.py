@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from conftest import PYTHON, ROOT
-from lib import qa
+from lib import qa_sources
 from lib.chats import ChatError, looks_like_whatsapp, parse_chat, telegram_text, whatsapp_messages
 
 PERSONA = "^(DONALD )?TRUMP$|^Donald Trump$|^Trump$"  # params/trump.yaml persona.speaker_regex
@@ -83,12 +83,12 @@ def test_fixture_gives_back_the_snapshot_answers(fixtures, name, friend, title, 
         {"label": "Donald Trump", "turns": len(indexes),
          "words": sum(len(snapshot[i + 1]["text"].split()) for i in indexes), "is_persona": True}]
     assert_nothing_dropped_shows(doc)
-    qa.check_documents([doc], name)
+    qa_sources.check_documents([doc], name)
 
 
 def test_chats_become_question_answer_conversations(fixtures):
     docs = [parse_file("chat_whatsapp.txt"), parse_file("chat_telegram.json")]
-    records = qa.interview_conversations(docs, 2, 25, 350, 60, "You are Donald Trump.")
+    records = qa_sources.interview_conversations(docs, 2, 25, 350, 60, "You are Donald Trump.")
     singles = [r for r in records if len(r["messages"]) == 3]
     assert len(singles) == 8 + 4 and {r["source"] for r in records} == {"interviews"}
     answers = {flat(t) for name in ("chat_whatsapp.txt", "chat_telegram.json") for t in fixtures.expected()[name]}
@@ -158,7 +158,7 @@ def test_android_group_export_with_24_hour_times_is_day_first():
     assert doc["date"] == "2024-04-03"  # 13/04 in the same file: day first
     assert doc["title"] == "WhatsApp chat with Priya Patel, Chris Novak" and doc["id"] == "campaign"
     # both others' questions come before the answer: lib.qa joins them into one question
-    assert qa.merged_turns(doc)[0]["text"] == "Morning all. How are the polls? And the debate tonight, are you ready?"
+    assert qa_sources.merged_turns(doc)[0]["text"] == "Morning all. How are the polls? And the debate tonight, are you ready?"
 
 
 def test_ambiguous_dates_follow_the_clock():

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from conftest import ROOT
-from lib.evaluate import build_prompts, render_report
+from lib.eval_prompts import build_prompts
+from lib.eval_report import render_report
 from lib.eval_judge import (MIN_REAL_WORDS, bootstrap_share, build_comparisons, judge_endpoint, judge_markdown,
                             judge_messages, judge_rates, pair_order, parse_verdict, run_judge)
 from lib.llama_server import embedded_llama_server

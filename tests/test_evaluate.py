@@ -9,11 +9,11 @@ import time
 import pytest
 
 from conftest import PYTHON, ROOT
-from lib import evaluate, progress_log
-from lib.evaluate import BASELINE, System
+from lib import eval_answers, eval_prompts, eval_report, eval_scores, eval_systems, progress_log
+from lib.eval_systems import BASELINE, System
 from lib.models import embedded_gguf_path
 from lib.params import load_params, read_questions
-from lib.split import split_paragraphs
+from lib.split import persona_text, split_paragraphs
 
 FIXTURES = ROOT / "tests" / "fixtures" / "style"
 BASE = "embedded:smollm2-135m-instruct"
@@ -60,7 +60,7 @@ def test_read_questions_names_the_file_and_the_problem(tmp_path):
 
 def test_identity_probes_are_not_what_04_trains_on():
     from lib.eval_identity import ADVERSARIAL_PROBES_FILE, PLAIN_PROBES_FILE, probes
-    from lib.qa import IDENTITY_QUESTIONS
+    from lib.qa_identity import IDENTITY_QUESTIONS
     trained = {q.lower() for phrasings in IDENTITY_QUESTIONS.values() for q in phrasings}
     plain, adversarial = probes(30, PLAIN_PROBES_FILE), probes(10, ADVERSARIAL_PROBES_FILE)
     assert len(set(plain)) == 30 and len(set(adversarial)) == 10 and not set(plain) & set(adversarial)
@@ -71,21 +71,21 @@ def test_identity_probes_are_not_what_04_trains_on():
 
 def test_persona_text_and_the_reference_split(trump_docs):
     doc = trump_docs[0]
-    text = evaluate.persona_text(doc)
+    text = persona_text(doc)
     assert text.startswith("OK.\n\nI would hit them so hard.")      # Trump's turns only
     assert "How are you going to defeat ISIS?" not in text              # not O'Reilly's
-    reference, own = evaluate.reference_and_own_text(trump_docs[:2])
-    parts = split_paragraphs(evaluate.persona_text(trump_docs[0]) + "\n\n" + evaluate.persona_text(trump_docs[1]))
+    reference, own = eval_prompts.reference_and_own_text(trump_docs[:2])
+    parts = split_paragraphs(persona_text(trump_docs[0]) + "\n\n" + persona_text(trump_docs[1]))
     assert split_paragraphs(reference) == parts[0::2] and split_paragraphs(own) == parts[1::2]
     with pytest.raises(ValueError, match=r"held-out documents \['x'\] have 1 paragraph"):
-        evaluate.reference_and_own_text([{"id": "x", "kind": "essay", "text": "One paragraph only."}])
+        eval_prompts.reference_and_own_text([{"id": "x", "kind": "essay", "text": "One paragraph only."}])
 
 
 def test_knowledge_exchanges_are_real_questions_and_answers(trump_docs):
-    exchanges = evaluate.knowledge_exchanges(trump_docs[:2], count=5)
+    exchanges = eval_prompts.knowledge_exchanges(trump_docs[:2], count=5)
     assert len(exchanges) == 5
     assert [e["doc_id"] for e in exchanges] == ["trump-0", "trump-1", "trump-0", "trump-1", "trump-0"]
-    answers = evaluate.persona_text(trump_docs[0]) + evaluate.persona_text(trump_docs[1])
+    answers = persona_text(trump_docs[0]) + persona_text(trump_docs[1])
     for e in exchanges:
         assert e["question"].endswith("?") or e["question"][-1] in "-—." or len(e["question"].split()) >= 3
         assert len(e["answer"].split()) >= 25
@@ -94,14 +94,14 @@ def test_knowledge_exchanges_are_real_questions_and_answers(trump_docs):
 
 def test_build_prompts(pg_docs, trump_docs, params):
     ev = dict(params["evaluate"], essay_titles=2, interview_questions=3)
-    pg_prompts = evaluate.build_prompts(pg_docs[:3], ["Who are you?"], ev)
+    pg_prompts = eval_prompts.build_prompts(pg_docs[:3], ["Who are you?"], ev)
     assert [p["task"] for p in pg_prompts] == ["identity"] * 3 + ["identity_adversarial", "questions", "title", "title"]
     title = pg_prompts[5]
     assert title["header"] == f"Title: {pg_docs[0]['title']}\nDate: {pg_docs[0]['date']}\n\n"
     assert title["question"] == f'Write your essay "{pg_docs[0]["title"]}".'
     assert title["reference"] == pg_docs[0]["text"] and title["max_new_tokens"] == 12
     assert pg_prompts[0]["max_new_tokens"] == 8
-    trump_prompts = evaluate.build_prompts(trump_docs[:2], ["Who are you?"], ev)
+    trump_prompts = eval_prompts.build_prompts(trump_docs[:2], ["Who are you?"], ev)
     assert [p["task"] for p in trump_prompts].count("knowledge") == 3
     assert not [p for p in trump_prompts if p["task"] == "title"]
 
@@ -110,10 +110,11 @@ def test_find_quant(tmp_path):
     for name in ("pg-chat-f16.gguf", "pg-chat-q4_k_m.gguf", "pg-chat-q8_0.gguf", "pg-chat-adapter-f16.gguf",
                  "imatrix-q4_k_m.gguf"):
         (tmp_path / name).write_bytes(b"GGUF")
-    assert evaluate.find_quant(tmp_path, "f16").name == "pg-chat-f16.gguf"
-    assert evaluate.find_quant(tmp_path, "q4_k_m").name == "pg-chat-q4_k_m.gguf"
-    with pytest.raises(FileNotFoundError, match=r"expected one q5_k_m GGUF \(evaluate.gguf_levels\), found 0 \(the folder has: imatrix-q4_k_m.gguf, "):
-        evaluate.find_quant(tmp_path, "q5_k_m")
+    assert eval_systems.find_quant(tmp_path, "f16").name == "pg-chat-f16.gguf"
+    assert eval_systems.find_quant(tmp_path, "q4_k_m").name == "pg-chat-q4_k_m.gguf"
+    with pytest.raises(FileNotFoundError, match=r"expected one q5_k_m GGUF \(evaluate.gguf_levels\), found 0 "
+                                                r"\(the folder has: imatrix-q4_k_m.gguf, "):
+        eval_systems.find_quant(tmp_path, "q5_k_m")
 
 
 def test_find_systems(tmp_path):
@@ -125,9 +126,9 @@ def test_find_systems(tmp_path):
     for name in ("pg-f16.gguf", "pg-q4_k_m.gguf", "pg-completion-lora-f16.gguf"):
         (quant / name).write_bytes(b"GGUF")
     with pytest.raises(FileNotFoundError, match="05_chat/base: no merged completion model"):
-        evaluate.find_systems(completion, chat, quant, ["f16", "q4_k_m"])
+        eval_systems.find_systems(completion, chat, quant, ["f16", "q4_k_m"])
     (chat / "base" / "config.json").write_text("{}")
-    systems = evaluate.find_systems(completion, chat, quant, ["f16", "q4_k_m"])
+    systems = eval_systems.find_systems(completion, chat, quant, ["f16", "q4_k_m"])
     assert [s.name for s in systems] == [BASELINE, "completion", "chat", "gguf_f16", "gguf_q4_k_m"]
     assert systems[0].adapters == [] and systems[0].base_model("embedded:x") == "embedded:x"
     assert systems[1].adapters == [completion / "adapter"] and systems[1].writes_from_headers
@@ -135,28 +136,28 @@ def test_find_systems(tmp_path):
     assert systems[4].gguf == quant / "pg-q4_k_m.gguf" and systems[4].base == str(chat / "base")
     (chat / "adapter" / "adapter_config.json").unlink()
     with pytest.raises(FileNotFoundError, match="05_chat/adapter: no LoRA adapter"):
-        evaluate.find_systems(completion, chat, quant, ["f16"])
+        eval_systems.find_systems(completion, chat, quant, ["f16"])
 
 
 def test_answers_file_ignores_a_line_cut_by_a_kill(tmp_path):
     path = tmp_path / "answers.jsonl"
-    evaluate.append_answers(path, [{"key": "a", "answer": "one"}, {"key": "b", "answer": "two"}])
+    eval_answers.append_answers(path, [{"key": "a", "answer": "one"}, {"key": "b", "answer": "two"}])
     with open(path, "a") as handle:
         handle.write('{"key": "c", "ans')
-    assert sorted(evaluate.read_answer_cache(path)) == ["a", "b"]
-    evaluate.append_answers(path, [{"key": "c", "answer": "three"}])   # the resumed run goes on
+    assert sorted(eval_answers.read_answer_cache(path)) == ["a", "b"]
+    eval_answers.append_answers(path, [{"key": "c", "answer": "three"}])   # the resumed run goes on
     assert [json.loads(line)["key"] for line in path.read_text().splitlines()] == ["a", "b", "c"]
     path.write_text('{"key": "a"}\nnot json\n{"key": "b"}\n')
     with pytest.raises(ValueError, match="answers.jsonl:2: not valid JSON"):
-        evaluate.read_answer_cache(path)
+        eval_answers.read_answer_cache(path)
 
 
 # ---------------------------------------------------------------- the real model
 
 def test_transformers_answers_are_cached_and_reused(tmp_path, params, pg_docs):
-    prompts = evaluate.build_prompts(pg_docs[:1], ["How do I find a co-founder?"], params["evaluate"])
+    prompts = eval_prompts.build_prompts(pg_docs[:1], ["How do I find a co-founder?"], params["evaluate"])
     texts = [" ".join(pg_docs[1]["text"].split()[:60])]
-    result = evaluate.run_system(System(BASELINE), prompts, texts, params, tmp_path)
+    result = eval_answers.run_system(System(BASELINE), prompts, texts, params, tmp_path)
     first = result["answers"]
     assert 5 < result["heldout_ppl"] < 200
     assert [a["task"] for a in first] == ["identity"] * 3 + ["identity_adversarial", "questions", "title"]
@@ -164,12 +165,12 @@ def test_transformers_answers_are_cached_and_reused(tmp_path, params, pg_docs):
     lines = (tmp_path / f"{BASELINE}.jsonl").read_text().splitlines()
     assert len(lines) == 6
     started = time.time()
-    again = evaluate.run_system(System(BASELINE), prompts, texts, params, tmp_path)
+    again = eval_answers.run_system(System(BASELINE), prompts, texts, params, tmp_path)
     assert again == result and (tmp_path / f"{BASELINE}.jsonl").read_text().splitlines() == lines
     assert time.time() - started < 2                                # nothing loaded, nothing generated
     # another sampling setting is another answer
     params["evaluate"]["temperature"] = 0.9
-    evaluate.run_system(System(BASELINE), prompts[:1], texts, params, tmp_path)
+    eval_answers.run_system(System(BASELINE), prompts[:1], texts, params, tmp_path)
     assert len((tmp_path / f"{BASELINE}.jsonl").read_text().splitlines()) == 7
 
 
@@ -177,15 +178,15 @@ KILLABLE_RUN = """
 import sys, json
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from lib import evaluate
+from lib import eval_answers, eval_prompts, eval_report, eval_scores, eval_systems
 from lib.models import embedded_gguf_path
 from lib.params import load_params
 from lib.split import split_paragraphs
 p = load_params("pg", "smoke")
 p["evaluate"].update(seeds=[1], identity_max_new_tokens=12, identity_phrasings=6, identity_adversarial=0)
-prompts = evaluate.build_prompts([], [], dict(p["evaluate"], essay_titles=0, interview_questions=0))
-system = evaluate.System("gguf_q4_1", gguf=embedded_gguf_path("smollm2-135m-instruct"))
-result = evaluate.run_system(system, prompts, [], p, Path(sys.argv[1]))
+prompts = eval_prompts.build_prompts([], [], dict(p["evaluate"], essay_titles=0, interview_questions=0))
+system = eval_systems.System("gguf_q4_1", gguf=embedded_gguf_path("smollm2-135m-instruct"))
+result = eval_answers.run_system(system, prompts, [], p, Path(sys.argv[1]))
 print(json.dumps([a["answer"] for a in result["answers"]]))
 """
 
@@ -221,29 +222,29 @@ def test_gguf_answers_survive_a_kill(tmp_path):
 def test_gguf_sampling_penalizes_generated_tokens_only_and_scales_before_top_p():
     import numpy as np
 
-    processor = evaluate.TransformersSampling(temperature=0.5, repetition_penalty=2.0)
+    processor = eval_answers.TransformersSampling(temperature=0.5, repetition_penalty=2.0)
     logits = np.array([2.0, 1.0, -1.0, 0.5], dtype=np.float32)
     assert processor(np.array([1, 2]), logits).tolist() == [4.0, 2.0, -2.0, 1.0]  # the prompt: no penalty
     # tokens 1 (positive logit: divided) and 2 (negative: multiplied) generated since
     assert processor(np.array([1, 2, 1, 2]), logits).tolist() == [4.0, 1.0, -4.0, 1.0]
-    sampling = evaluate.gguf_sampling({"temperature": 0.7, "top_p": 0.9, "repetition_penalty": 1.1})
+    sampling = eval_answers.gguf_sampling({"temperature": 0.7, "top_p": 0.9, "repetition_penalty": 1.1})
     assert sampling["temperature"] == 1.0 and sampling["repeat_penalty"] == 1.0 and sampling["min_p"] == 0.0
 
 
 def test_gguf_sampling_reaches_llama_cpp():
     """With the temperature applied in the logits processor, a near-zero temperature must
     give the greedy answer whatever the seed: llama.cpp itself samples at temperature 1."""
-    from lib.quant_gate import load_llama
+    from lib.llama import load_llama
 
     llm = load_llama(str(embedded_gguf_path("smollm2-135m-instruct")), n_ctx=512)
     try:
         messages = [{"role": "user", "content": "Name three colours."}]
         greedy = llm.create_chat_completion(messages, max_tokens=16, temperature=0.0)["choices"][0]["message"]["content"]
         cold = {"temperature": 1e-4, "top_p": 1.0, "repetition_penalty": 1.0}
-        sampled = [llm.create_chat_completion(messages, max_tokens=16, seed=seed, **evaluate.gguf_sampling(cold))
+        sampled = [llm.create_chat_completion(messages, max_tokens=16, seed=seed, **eval_answers.gguf_sampling(cold))
                    ["choices"][0]["message"]["content"] for seed in (1, 2, 3)]
         hot = {"temperature": 5.0, "top_p": 1.0, "repetition_penalty": 1.0}
-        wild = {llm.create_chat_completion(messages, max_tokens=16, seed=seed, **evaluate.gguf_sampling(hot))
+        wild = {llm.create_chat_completion(messages, max_tokens=16, seed=seed, **eval_answers.gguf_sampling(hot))
                 ["choices"][0]["message"]["content"] for seed in (1, 2, 3)}
     finally:
         llm.close()
@@ -255,9 +256,9 @@ def test_gguf_perplexity_agrees_with_transformers(tmp_path, pg_docs, params):
     """The embedded Q4_1 GGUF through llama.cpp and its dequantized transformers twin score
     the same held-out text within 5%."""
     texts = [" ".join(doc["text"].split()[:120]) for doc in pg_docs[:2]]
-    base_ppl = evaluate.run_system(System(BASELINE), [], texts, params, tmp_path)["heldout_ppl"]
+    base_ppl = eval_answers.run_system(System(BASELINE), [], texts, params, tmp_path)["heldout_ppl"]
     gguf = System("gguf_q4_1", gguf=embedded_gguf_path("smollm2-135m-instruct"))
-    gguf_ppl = evaluate.run_system(gguf, [], texts, params, tmp_path)["heldout_ppl"]
+    gguf_ppl = eval_answers.run_system(gguf, [], texts, params, tmp_path)["heldout_ppl"]
     assert 5 < base_ppl < 200
     assert abs(gguf_ppl / base_ppl - 1) < 0.05
 
@@ -278,7 +279,7 @@ def test_an_adapter_is_applied_when_scoring(tmp_path, pg_docs, params):
         if "lora_B" in name:
             torch.nn.init.normal_(weight, std=0.5)
     peft_model.save_pretrained(tmp_path / "noisy")
-    ppl = {system.name: evaluate.run_system(system, [], texts, params, tmp_path / "answers")["heldout_ppl"]
+    ppl = {system.name: eval_answers.run_system(system, [], texts, params, tmp_path / "answers")["heldout_ppl"]
            for system in (System(BASELINE), System("zero", [tmp_path / "zero"]), System("noisy", [tmp_path / "noisy"]))}
     base_ppl, zero_ppl, noisy_ppl = ppl[BASELINE], ppl["zero"], ppl["noisy"]
     assert zero_ppl == pytest.approx(base_ppl, rel=1e-4)
@@ -317,7 +318,7 @@ def test_measures_on_real_text(pg_docs, trump_docs):
                        ("ticced", " ".join(pg_paragraphs[30:35]))):
         answers[name].append({"system": name, "task": "title", "id": "title-0", "seed": 1,
                               "question": title_prompt["question"], "answer": text})
-    scores = evaluate.score_systems(answers, [title_prompt], heldout, train, "Paul Graham")
+    scores = eval_scores.score_systems(answers, [title_prompt], heldout, train, "Paul Graham")
     assert scores["identity_rate"] == {BASELINE: pytest.approx(1 / 3), "chat": 1.0, "ticced": 0.0}
     assert scores["style_score"][BASELINE] == 0.0 and scores["style_score"]["own_text"] == 1.0
     assert scores["style_score"]["chat"] > 0.5
@@ -329,11 +330,11 @@ def test_measures_on_real_text(pg_docs, trump_docs):
     assert scores["title_style_score"][BASELINE] == 0.0 and scores["title_style_score"]["chat"] > 0.3
 
     names = [BASELINE, "chat", "ticced"]
-    table = evaluate.measures_table(dict(scores, heldout_ppl={n: 10.0 for n in names}), names)
+    table = eval_report.measures_table(dict(scores, heldout_ppl={n: 10.0 for n in names}), names)
     assert table.splitlines()[0].startswith("| system | identity rate | style score")
     assert "knowledge" not in table.splitlines()[0]              # no value for an essay persona
     assert "| chat | 1.000 |" in table and "| person's own held-out text | – |" in table
-    report = evaluate.render_report(persona_name="Paul Graham", persona="pg", profile="smoke",
+    report = eval_report.render_report(persona_name="Paul Graham", persona="pg", profile="smoke",
                                     systems=[System(n) for n in names], metrics=scores, answers=answers,
                                     prompts=[title_prompt],
                                     seeds=[1])
@@ -342,7 +343,7 @@ def test_measures_on_real_text(pg_docs, trump_docs):
     assert "### Q0?" in report
     assert "Caution" not in report                                   # samples of 750+ words
     short = dict(scores, style_words={n: 120 for n in scores["style_words"]})
-    assert "Caution: some style scores compare samples of only 120 words" in evaluate.render_report(
+    assert "Caution: some style scores compare samples of only 120 words" in eval_report.render_report(
         persona_name="Paul Graham", persona="pg", profile="smoke", systems=[System(n) for n in names],
         metrics=short, answers=answers, prompts=[title_prompt], seeds=[1])
 

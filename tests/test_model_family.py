@@ -24,7 +24,8 @@ from lib.chat_template import CHATML_TOKENS, chat_prompt, set_chat_template
 from lib.models import merge_adapters_16bit
 from lib.params import load_params
 from lib.runfiles import read_jsonl
-from lib.train import completion_examples, train_lora
+from lib.train_data import completion_examples
+from lib.train import train_lora
 from tiny_models import CHAT_OVERRIDES, FAMILIES, build_tiny_model, moved_template_rows
 
 pytestmark = pytest.mark.slow
@@ -89,7 +90,8 @@ def exported(trained):
 def test_06_converts_quantizes_and_its_format_gate_passes(trained, exported, conversations):
     from transformers import AutoTokenizer
 
-    from lib.quant_gate import check_gguf_format, heldout_token_chunks, score_gguf
+    from lib.gguf_checks import check_gguf_format, score_gguf
+    from lib.quant_gate import heldout_token_chunks
 
     tokenizer = AutoTokenizer.from_pretrained(exported["merged"])
     conversation = conversations[0]["messages"][:2]

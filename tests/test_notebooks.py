@@ -43,6 +43,18 @@ def test_parameters_cell(script):
     assert "sys.exit" not in source and "%run" not in source
 
 
+def test_setup_cells_differ_only_in_the_stage_name():
+    """The cell after the parameters is the one setup: find or fetch the repository, then
+    lib.stage.open_stage; every notebook's is the same apart from its stage's name."""
+    setups = {}
+    for stage in STAGES:
+        cells = jupytext.read(NOTEBOOKS / f"{stage}.py").cells
+        index = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
+        setups[stage] = cells[index + 1].source
+        assert f'open_stage("{stage}", persona, profile, overrides)' in setups[stage], stage
+    assert len({source.replace(stage, "STAGE") for stage, source in setups.items()}) == 1
+
+
 @pytest.mark.slow
 def test_a_notebook_opened_on_its_own_fetches_the_repository_and_runs(tmp_path, monkeypatch):
     """As in Colab or Kaggle: the .ipynb alone in a folder with no repository above it. Its

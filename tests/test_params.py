@@ -52,6 +52,9 @@ def test_int_accepted_for_float_and_override_values_are_typed():
     (lambda d: d.setdefault("quantize", {}).update(levels=["q8_0", "q9_z"]), "quantize.levels has unknown level 'q9_z'"),
     (lambda d: d.setdefault("hub", {}).update(repo_id="hf_abcdefghijklmnopqrstuvwxyz"), "looks like a secret"),
     (lambda d: d.setdefault("qa", {}).update(api_key_env="sk-abc def"), "qa.api_key_env must be the NAME"),
+    (lambda d: d.setdefault("quantize", {}).update(modelfile_quant="q5_k_m"),
+     "quantize.modelfile_quant must be f16 or one of quantize.levels"),
+    (lambda d: d["persona"].update(profile_card={}), "persona.profile_card is empty; qa.sources has identity"),
 ])
 def test_bad_values_name_file_and_key(tmp_path, change, message):
     folder = copy_params(tmp_path)
@@ -74,7 +77,8 @@ def test_broken_yaml_and_missing_persona(tmp_path):
     (folder / "pg.yaml").write_text("persona: [unclosed\n")
     with pytest.raises(ParamsError, match=r"pg.yaml: not valid YAML"):
         load_params("pg", "cpu", params_dir=folder)
-    with pytest.raises(ParamsError, match=r"nobody.yaml: no such persona file \(make one .* `make persona NAME=nobody FOLDER=...`\)"):
+    with pytest.raises(ParamsError,
+                       match=r"nobody.yaml: no such persona file \(make one .* `make persona NAME=nobody FOLDER=...`\)"):
         load_params("nobody", "cpu", params_dir=folder)
     with pytest.raises(ParamsError, match=r"unknown profile 'tpu'"):
         load_params("pg", "tpu", params_dir=folder)

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from lib import qa
+from lib.tics import find_tics, real_corpus_texts, tic_in
+from lib.text import light_trim, word_count
+from lib import qa_clean, qa_duplicates, qa_identity, qa_sources
 from lib.params import load_params
 from lib.runfiles import read_json, read_jsonl
 
@@ -35,17 +37,17 @@ def trump_docs():
 
 
 def paragraphs_of(doc):
-    return [qa.light_trim(p) for p in doc["text"].split("\n\n")]
+    return [light_trim(p) for p in doc["text"].split("\n\n")]
 
 
 # ------------------------------------------------------------------ backtranslation passages
 
 def test_essay_passages_are_the_persons_own_paragraphs(pg_docs):
-    passages = qa.backtranslation_passages(pg_docs, 25, 350, 120, 60, 0, 1234)
+    passages = qa_sources.backtranslation_passages(pg_docs, 25, 350, 120, 60, 0, 1234)
     assert len(passages) == 24
     by_id = {doc["id"]: doc for doc in pg_docs}
     for passage in passages:
-        words = qa.word_count(passage["text"])
+        words = word_count(passage["text"])
         assert 25 <= words <= 350
         own = paragraphs_of(by_id[passage["doc_id"]])
         assert all(p in own for p in passage["text"].split("\n\n")), "a passage paragraph was rewritten"
@@ -55,22 +57,25 @@ def test_essay_passages_are_the_persons_own_paragraphs(pg_docs):
 
 
 def test_max_passages_takes_a_seeded_sample(pg_docs):
-    first = qa.backtranslation_passages(pg_docs, 25, 350, 120, 60, 5, 7)
-    again = qa.backtranslation_passages(pg_docs, 25, 350, 120, 60, 5, 7)
-    other = qa.backtranslation_passages(pg_docs, 25, 350, 120, 60, 5, 8)
+    first = qa_sources.backtranslation_passages(pg_docs, 25, 350, 120, 60, 5, 7)
+    again = qa_sources.backtranslation_passages(pg_docs, 25, 350, 120, 60, 5, 7)
+    other = qa_sources.backtranslation_passages(pg_docs, 25, 350, 120, 60, 5, 8)
     assert len(first) == 5 and first == again and first != other
 
 
 def test_light_trim_removes_only_markers():
-    assert qa.light_trim("-- but Donald, they're going to listen? (CROSSTALK) [1]") == "but Donald, they're going to listen?"
-    assert qa.light_trim("It was a great crowd (APPLAUSE) -- really  great.") == "It was a great crowd -- really great."
+    assert light_trim("-- but Donald, they're going to listen? (CROSSTALK) [1]") == "but Donald, they're going to listen?"
+    assert light_trim("It was a great crowd (APPLAUSE) -- really  great.") == "It was a great crowd -- really great."
+    # the person's own asides stay (the old rule dropped any parenthesis of letters: PG's "(and still is)")
+    aside = "Lisp was (and still is) the most powerful language (see Note 2), [inaudible] I think."
+    assert light_trim(aside) == "Lisp was (and still is) the most powerful language (see Note 2), I think."
 
 
 def test_overlong_paragraph_is_cut_at_a_sentence_end():
     sentence = "This sentence has exactly eight words in it. "
     doc = {"id": "d", "title": "T", "text": sentence * 10}
-    passages = qa.essay_passages(doc, 10, 30, 20)
-    assert [qa.word_count(p["text"]) for p in passages] == [24]
+    passages = qa_sources.essay_passages(doc, 10, 30, 20)
+    assert [word_count(p["text"]) for p in passages] == [24]
     assert passages[0]["text"].endswith("in it.")
 
 
@@ -78,7 +83,7 @@ def test_overlong_paragraph_is_cut_at_a_sentence_end():
 
 def test_interview_exchanges_pair_real_questions_with_real_answers(trump_docs):
     politico = trump_docs[0]
-    exchanges = qa.interview_exchanges(politico, 25, 350, 60)
+    exchanges = qa_sources.interview_exchanges(politico, 25, 350, 60)
     assert len(exchanges) == 30
     pairs = {e["question"]: e["answer"] for e in exchanges}
     assert pairs["What are you most proud of in the first six months?"].startswith(
@@ -89,11 +94,11 @@ def test_interview_exchanges_pair_real_questions_with_real_answers(trump_docs):
     # an interrupted question still counts
     assert any(q.startswith("If you get the vote") for q in pairs)
     for e in exchanges:
-        assert qa.word_count(e["answer"]) >= 25 and qa.word_count(e["question"]) <= 60
+        assert word_count(e["answer"]) >= 25 and word_count(e["question"]) <= 60
 
 
 def test_interview_conversations_single_and_multi_turn(trump_docs):
-    records = qa.interview_conversations(trump_docs, 2, 25, 350, 60, "SYSTEM")
+    records = qa_sources.interview_conversations(trump_docs, 2, 25, 350, 60, "SYSTEM")
     singles = [r for r in records if len(r["messages"]) == 3]
     windows = [r for r in records if len(r["messages"]) == 5]
     assert (len(singles), len(windows)) == (40, 12)
@@ -103,16 +108,16 @@ def test_interview_conversations_single_and_multi_turn(trump_docs):
         assert roles[1:] == ["user", "assistant"] * ((len(roles) - 1) // 2)
         assert record["source"] == "interviews" and record["doc_id"].startswith("trump-")
     # a window is two exchanges that follow each other in the transcript
-    turns = qa.merged_turns(trump_docs[0])
+    turns = qa_sources.merged_turns(trump_docs[0])
     window = next(r for r in windows if r["doc_id"] == "trump-politico")
     first_answer = next(i for i, t in enumerate(turns) if t["text"] == window["messages"][2]["content"])
     assert turns[first_answer + 2]["text"].startswith(window["messages"][4]["content"][:80])
 
 
 def test_interview_monologues_become_passages_but_answered_turns_do_not(trump_docs):
-    passages = qa.backtranslation_passages(trump_docs, 25, 350, 120, 60, 0, 1)
-    answers = {e["answer"] for d in trump_docs for e in qa.interview_exchanges(d, 25, 350, 60)}
-    assert len(passages) == 19
+    passages = qa_sources.backtranslation_passages(trump_docs, 25, 350, 120, 60, 0, 1)
+    answers = {e["answer"] for d in trump_docs for e in qa_sources.interview_exchanges(d, 25, 350, 60)}
+    assert len(passages) == 18
     assert not {p["text"] for p in passages} & answers
     assert passages[0]["text"].startswith("Can you believe it? Isn’t that nice.")
 
@@ -120,26 +125,26 @@ def test_interview_monologues_become_passages_but_answered_turns_do_not(trump_do
 def test_heldout_documents_are_never_used(pg_docs, trump_docs):
     documents = pg_docs + trump_docs
     heldout = ["pg-137", "trump-politico"]
-    usable = qa.training_documents(documents, heldout)
+    usable = qa_sources.training_documents(documents, heldout)
     assert {d["id"] for d in usable} == {d["id"] for d in documents} - set(heldout)
-    records = qa.interview_conversations(usable, 2, 25, 350, 60, "")
-    passages = qa.backtranslation_passages(usable, 25, 350, 120, 60, 0, 1)
+    records = qa_sources.interview_conversations(usable, 2, 25, 350, 60, "")
+    passages = qa_sources.backtranslation_passages(usable, 25, 350, 120, 60, 0, 1)
     assert records and passages
     text = json.dumps(records) + json.dumps(passages)
     assert "Write simply" not in text and "pg-137" not in text and "trump-politico" not in text
     with pytest.raises(ValueError, match="all 2 documents are held out"):
-        qa.training_documents(documents[:2], [d["id"] for d in documents[:2]])
+        qa_sources.training_documents(documents[:2], [d["id"] for d in documents[:2]])
 
 
 def test_bad_documents_are_a_clear_error(pg_docs, trump_docs):
-    qa.check_documents(pg_docs + trump_docs, "docs.jsonl")
+    qa_sources.check_documents(pg_docs + trump_docs, "docs.jsonl")
     broken = [dict(pg_docs[0]), dict(trump_docs[0], turns=[{"speaker": "X", "text": "hi"}])]
     with pytest.raises(ValueError, match=r"docs.jsonl:2: document trump-politico is an interview without 'turns'"):
-        qa.check_documents(broken, "docs.jsonl")
+        qa_sources.check_documents(broken, "docs.jsonl")
     with pytest.raises(ValueError, match=r"docs.jsonl:1: document pg-9 has kind 'blog'"):
-        qa.check_documents([dict(pg_docs[0], kind="blog")], "docs.jsonl")
+        qa_sources.check_documents([dict(pg_docs[0], kind="blog")], "docs.jsonl")
     with pytest.raises(ValueError, match="docs.jsonl: no documents"):
-        qa.check_documents([], "docs.jsonl")
+        qa_sources.check_documents([], "docs.jsonl")
 
 
 # ------------------------------------------------------------------ identity
@@ -148,7 +153,7 @@ def test_bad_documents_are_a_clear_error(pg_docs, trump_docs):
 def test_identity_answers_come_from_the_profile_card(persona):
     params = load_params(persona, "cpu")
     card, name = params["persona"]["profile_card"], params["persona"]["name"]
-    records = qa.identity_conversations(card, name, 60, 1234, params["persona"]["system_prompt"])
+    records = qa_identity.identity_conversations(card, name, 60, 1234, params["persona"]["system_prompt"])
     pairs = [(r["messages"][1]["content"], r["messages"][2]["content"]) for r in records]
     assert len(records) == 60 and len(set(pairs)) == 60
     assert all(r["messages"][0] == {"role": "system", "content": params["persona"]["system_prompt"]} for r in records)
@@ -156,10 +161,10 @@ def test_identity_answers_come_from_the_profile_card(persona):
     asked = set(answers)
     assert {"Who are you?", "What's your name?"} & asked
     for question, answer in pairs:
-        if any(other in question for other in qa.OTHER_PEOPLE):
+        if any(other in question for other in qa_identity.OTHER_PEOPLE):
             assert answer.startswith("No") and name in answer
         assert "Pelosi" not in answer and "SmolLM" not in answer
-    every = qa.identity_answers(card, name)
+    every = qa_identity.identity_answers(card, name)
     assert every["name"][0] == f"I'm {name}."
     if persona == "trump":
         assert every["age"][0] == "I was born in 1946, so I turn 80 in 2026."
@@ -170,11 +175,11 @@ def test_identity_answers_come_from_the_profile_card(persona):
         assert every["age"][0] == "I was born in 1964, so I turn 62 in 2026."
         assert every["family"][0] == "I'm married to Jessica Livingston."
         assert "party" not in every
-    assert qa.unused_card_keys(dict(card, shoe_size="11")) == ["shoe_size"]
+    assert qa_identity.unused_card_keys(dict(card, shoe_size="11")) == ["shoe_size"]
 
 
 def test_identity_count_is_capped_by_what_the_card_can_answer():
-    records = qa.identity_conversations({"name": "Ada Lovelace"}, "Ada Lovelace", 10_000, 1, "")
+    records = qa_identity.identity_conversations({"name": "Ada Lovelace"}, "Ada Lovelace", 10_000, 1, "")
     questions = {r["messages"][0]["content"] for r in records}
     assert records[0]["messages"][0]["role"] == "user"  # no system prompt: no system message
     # name (20 phrasings x 3 distinct answers), about (5 x 1), not_other (3 x 12 people x 3 answers),
@@ -184,21 +189,21 @@ def test_identity_count_is_capped_by_what_the_card_can_answer():
 
 
 def test_identity_answers_to_are_you_an_ai_name_the_person_and_pass_07s_verdict():
-    from lib.style_metrics import identity_verdict
+    from lib.eval_identity import identity_verdict
 
-    records = qa.identity_conversations({"name": "Paul Graham", "work": "I write essays."}, "Paul Graham", 10_000, 1, "")
-    not_ai = [r for r in records if r["messages"][0]["content"] in qa.IDENTITY_QUESTIONS["not_ai"]]
+    records = qa_identity.identity_conversations({"name": "Paul Graham", "work": "I write essays."}, "Paul Graham", 10_000, 1, "")
+    not_ai = [r for r in records if r["messages"][0]["content"] in qa_identity.IDENTITY_QUESTIONS["not_ai"]]
     assert len(not_ai) == 14 * 4
     for record in not_ai:
         assert identity_verdict(record["messages"][1]["content"], "Paul Graham")["ok"], record
 
 
 def test_identity_target_makes_identity_its_share_of_the_data():
-    assert qa.identity_target(600, 0.2, 20) == 150   # 150 of 750
-    assert qa.identity_target(60, 0.2, 20) == 20     # the minimum
-    assert qa.identity_target(100, 0.0, 60) == 60    # a count alone, as before
+    assert qa_identity.identity_target(600, 0.2, 20) == 150   # 150 of 750
+    assert qa_identity.identity_target(60, 0.2, 20) == 20     # the minimum
+    assert qa_identity.identity_target(100, 0.0, 60) == 60    # a count alone, as before
     with pytest.raises(ValueError, match="identity_share"):
-        qa.identity_target(100, 1.0, 0)
+        qa_identity.identity_target(100, 1.0, 0)
 
 
 # ------------------------------------------------------------------ cleaning
@@ -230,14 +235,14 @@ SMOLLM_REPLIES = [  # real replies of SmolLM2-135M-Instruct to backtranslation p
 
 @pytest.mark.parametrize("raw, expected, reason", SMOLLM_REPLIES)
 def test_clean_question(raw, expected, reason):
-    text, why, _ = qa.clean_question(raw, 60, "Donald Trump")
+    text, why, _ = qa_clean.clean_question(raw, 60, "Donald Trump")
     assert (text, why) == (expected, reason)
 
 
 def test_clean_question_reports_what_it_stripped():
-    _, _, flags = qa.clean_question('Sure! Here\'s a question: "Why do startups fail?"', 60)
+    _, _, flags = qa_clean.clean_question('Sure! Here\'s a question: "Why do startups fail?"', 60)
     assert flags["preamble"] and flags["quotes"]
-    _, _, flags = qa.clean_question("Why do startups fail?", 60)
+    _, _, flags = qa_clean.clean_question("Why do startups fail?", 60)
     assert not any(flags.values())
 
 
@@ -256,21 +261,21 @@ VIAWEB = "How did you decide who to hire first at Viaweb?"
     ("Sure: " + THINK_CUT_OFF, None, "reasoning_cut_off"),
 ])
 def test_clean_question_drops_reasoning(raw, expected, reason):
-    text, why, flags = qa.clean_question(raw, 60, "Paul Graham")
+    text, why, flags = qa_clean.clean_question(raw, 60, "Paul Graham")
     assert (text, why) == (expected, reason)
     assert flags["reasoning"]
 
 
 def test_clean_answer():
-    assert qa.clean_answer('Sure! Here is my answer: "Ah, my friend, work on what you love."', 3, 50)[:2] == (
+    assert qa_clean.clean_answer('Sure! Here is my answer: "Ah, my friend, work on what you love."', 3, 50)[:2] == (
         "Ah, my friend, work on what you love.", "ok")
-    assert qa.clean_answer("As an AI language model, I don't have opinions.", 3, 50)[1] == "refusal"
-    assert qa.clean_answer("word " * 51, 3, 50)[1] == "too_long"
-    assert qa.clean_answer("Yes.", 3, 50)[1] == "too_short"
+    assert qa_clean.clean_answer("As an AI language model, I don't have opinions.", 3, 50)[1] == "refusal"
+    assert qa_clean.clean_answer("word " * 51, 3, 50)[1] == "too_long"
+    assert qa_clean.clean_answer("Yes.", 3, 50)[1] == "too_short"
     # a reasoning model's answer: the reasoning is dropped; cut-off reasoning gives no answer
     thought = "<think>The user wants advice. As an AI I should</think>\nWork on what you love, and ship it."
-    assert qa.clean_answer(thought, 3, 50)[:2] == ("Work on what you love, and ship it.", "ok")
-    assert qa.clean_answer("<think>The user wants advice, so first I", 3, 50)[1] == "reasoning_cut_off"
+    assert qa_clean.clean_answer(thought, 3, 50)[:2] == ("Work on what you love, and ship it.", "ok")
+    assert qa_clean.clean_answer("<think>The user wants advice, so first I", 3, 50)[1] == "reasoning_cut_off"
 
 
 # ------------------------------------------------------------------ tics
@@ -286,23 +291,23 @@ LLM_ANSWERS = [  # the kind of text the original attempt produced
 
 
 def test_find_tics_flags_what_the_llm_overuses(pg_docs):
-    real = qa.real_corpus_texts(pg_docs)
+    real = real_corpus_texts(pg_docs)
     assert len(real) == 67
-    tics = qa.find_tics(LLM_ANSWERS, real, min_count=3, min_ratio=10.0)
+    tics = find_tics(LLM_ANSWERS, real, min_count=3, min_ratio=10.0)
     flagged = {row["phrase"]: row for row in tics if row["tic"]}
     assert set(flagged) == {"friend", "ah", "great"}
     assert (flagged["friend"]["generated_texts"], flagged["friend"]["real_texts"]) == (6, 1)  # "A friend of mine"
     assert (flagged["ah"]["generated_texts"], flagged["ah"]["real_texts"]) == (5, 0)
     assert flagged["ah"]["ratio"] == round((5 / 6) / (1 / 68), 1)
-    assert qa.tic_in("Ah, the answer is simple.", tics) == "ah"
-    assert qa.tic_in("Ahead of the curve, my friendly rival.", tics) is None  # token boundaries
-    assert qa.tic_in("How do you decide what to work on?", tics) is None
+    assert tic_in("Ah, the answer is simple.", tics) == "ah"
+    assert tic_in("Ahead of the curve, my friendly rival.", tics) is None  # token boundaries
+    assert tic_in("How do you decide what to work on?", tics) is None
     # a phrase the text's own passage contains is grounded, not a tic
-    assert qa.tic_in("What did your friend say?", tics, grounding="A friend of mine said") is None
+    assert tic_in("What did your friend say?", tics, grounding="A friend of mine said") is None
 
 
 def test_find_tics_needs_min_count_texts(pg_docs):
-    assert qa.find_tics(LLM_ANSWERS[:2], qa.real_corpus_texts(pg_docs), 3, 10.0) == []
+    assert find_tics(LLM_ANSWERS[:2], real_corpus_texts(pg_docs), 3, 10.0) == []
 
 
 QUESTIONS_ON_TOPIC = [  # (question, the passage it was written for)
@@ -317,57 +322,57 @@ QUESTIONS_ON_TOPIC = [  # (question, the passage it was written for)
 
 
 def test_topic_words_grounded_in_their_passage_are_not_tics(pg_docs):
-    real = qa.real_corpus_texts(pg_docs)
+    real = real_corpus_texts(pg_docs)
     questions = [q for q, _ in QUESTIONS_ON_TOPIC]
-    ungrounded = {row["phrase"]: row for row in qa.find_tics(questions, real, 3, 5.0)}
+    ungrounded = {row["phrase"]: row for row in find_tics(questions, real, 3, 5.0)}
     # short questions packed with topic words look over-represented next to long paragraphs
     assert [p for p, row in ungrounded.items() if row["tic"]] == ["simple", "programmers"]
     assert (ungrounded["simple"]["generated_texts"], ungrounded["simple"]["real_texts"]) == (4, 3)
     assert not ungrounded["writing"]["tic"] and ungrounded["writing"]["real_texts"] == 15
-    grounded = qa.find_tics(questions, real, 3, 5.0, grounding=[p for _, p in QUESTIONS_ON_TOPIC])
+    grounded = find_tics(questions, real, 3, 5.0, grounding=[p for _, p in QUESTIONS_ON_TOPIC])
     assert grounded == []
 
 
 # ------------------------------------------------------------------ near duplicates
 
 def conv(question, n_turns=1):
-    return qa.conversation([(question, "answer")] * n_turns, "backtranslation", "")
+    return qa_sources.conversation([(question, "answer")] * n_turns, "backtranslation", "")
 
 
 def test_near_duplicates_keep_the_first():
     records = [conv("What is the best way to start a startup?"), conv("What's the best way to start a startup?"),
                conv("What is the best way to start a startup"), conv("Why do startups fail?"),
                conv("What is the best way to start a startup?", n_turns=2)]
-    kept, removed = qa.remove_near_duplicates(records, 0.8)
-    assert [qa.question_text(r) for r in kept] == [
+    kept, removed = qa_duplicates.remove_near_duplicates(records, 0.8)
+    assert [qa_duplicates.question_text(r) for r in kept] == [
         "What is the best way to start a startup?", "What's the best way to start a startup?",
-        "Why do startups fail?", qa.question_text(records[4])]
+        "Why do startups fail?", qa_duplicates.question_text(records[4])]
     assert [(a["messages"][0]["content"], b["messages"][0]["content"]) for a, b in removed] == [
         ("What is the best way to start a startup", "What is the best way to start a startup?")]
 
 
 def test_generated_questions_that_duplicate_identity_questions_go():
-    identity = qa.identity_conversations({"name": "Paul Graham"}, "Paul Graham", 30, 1, "")
+    identity = qa_identity.identity_conversations({"name": "Paul Graham"}, "Paul Graham", 30, 1, "")
     records = [conv("What is your name?"), conv("What is your name"), conv("Why do startups fail?")]
-    kept, removed = qa.remove_near_duplicates(records, 0.8, reference=identity)
-    assert [qa.question_text(r) for r in kept] == ["Why do startups fail?"]
-    assert [qa.question_text(twin) for _, twin in removed] == ["What is your name?", "What is your name?"]
+    kept, removed = qa_duplicates.remove_near_duplicates(records, 0.8, reference=identity)
+    assert [qa_duplicates.question_text(r) for r in kept] == ["Why do startups fail?"]
+    assert [qa_duplicates.question_text(twin) for _, twin in removed] == ["What is your name?", "What is your name?"]
     assert all(twin["source"] == "identity" for _, twin in removed)
 
 
 def test_near_duplicates_match_brute_force(trump_docs):
     """The prefix-filtered search finds exactly what comparing every pair finds."""
-    questions = [e["question"] for d in trump_docs for e in qa.interview_exchanges(d, 1, 350, 60)]
+    questions = [e["question"] for d in trump_docs for e in qa_sources.interview_exchanges(d, 1, 350, 60)]
     rng = random.Random(3)
     variants = [" ".join(w for w in q.split() if rng.random() > 0.15) for q in questions[:40]]
     records = [conv(q) for q in questions + variants]
     for threshold in (0.5, 0.8):
-        kept, _ = qa.remove_near_duplicates(records, threshold)
+        kept, _ = qa_duplicates.remove_near_duplicates(records, threshold)
         brute = []
         for record in records:
-            words = qa.normalized_words(qa.question_text(record))
+            words = qa_duplicates.normalized_words(qa_duplicates.question_text(record))
             if not any(len(words & o) / len(words | o) >= threshold
-                       for o in (qa.normalized_words(qa.question_text(k)) for k in brute)):
+                       for o in (qa_duplicates.normalized_words(qa_duplicates.question_text(k)) for k in brute)):
                 brute.append(record)
         assert kept == brute
         assert len(kept) < len(records)
@@ -406,7 +411,7 @@ def test_stage_smoke_run_and_rerun(tmp_path):
     assert metrics["by_source"] == first["by_source"]
     others = metrics["conversations"] - metrics["by_source"]["identity"]
     assert metrics["by_source"]["interviews"] > 20
-    assert metrics["by_source"]["identity"] == qa.identity_target(others, 0.2, 6) > 6  # a fifth of the data
+    assert metrics["by_source"]["identity"] == qa_identity.identity_target(others, 0.2, 6) > 6  # a fifth of the data
     assert metrics["by_source"]["backtranslation"] >= 1
     assert metrics["heldout_excluded"] == ["trump-wwe"]
     assert len(records) == metrics["conversations"] == sum(metrics["by_source"].values())

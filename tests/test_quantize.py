@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from lib import gguf_export as gx
-from lib import quant_gate as gate
+from lib import quant_gate as gate, gguf_checks
 from lib.chat_template import CHATML_TEMPLATE
 from lib.modelfile import ModelfileError, build_modelfile, render_with_pieces, template_pieces
 
@@ -87,9 +87,9 @@ def chunks(exported, tokenizer):
 @pytest.fixture(scope="module")
 def scored(exported, chunks, work):
     reference = work / "f16_logprobs.npy"
-    results = {"f16": gate.score_gguf(exported["f16"], chunks, reference, write_reference=True)}
+    results = {"f16": gguf_checks.score_gguf(exported["f16"], chunks, reference, write_reference=True)}
     for level in ("q8_0", "q4_k_m"):
-        results[level] = gate.score_gguf(exported[level], chunks, reference)
+        results[level] = gguf_checks.score_gguf(exported[level], chunks, reference)
     return results, reference
 
 
@@ -132,11 +132,11 @@ def test_gate_measures_a_good_export_and_passes_it(exported, scored, tokenizer):
     assert q8["kld"] < 0.01 and q8["top1"] > 0.9
     assert q4["kld"] > q8["kld"] and q4["top1"] < q8["top1"]   # fewer bits, further from f16
     assert abs(q8["ppl"] / f16["ppl"] - 1) < 0.1
-    results["f16"]["format"] = gate.check_gguf_format(exported["f16"], exported["merged"], CONVERSATION)
-    results["f16"]["stop_reply"] = gate.stop_check_gguf(exported["f16"], CONVERSATION, max_tokens=160, seed=1234)
+    results["f16"]["format"] = gguf_checks.check_gguf_format(exported["f16"], exported["merged"], CONVERSATION)
+    results["f16"]["stop_reply"] = gguf_checks.stop_check_gguf(exported["f16"], CONVERSATION, max_tokens=160, seed=1234)
     for name in ("q8_0", "q4_k_m"):
-        results[name]["format"] = {"problems": gate.metadata_problems(exported["f16"], exported[name])}
-        results[name]["chat"] = gate.chat_with_gguf(exported[name], [CONVERSATION], max_tokens=48, seed=1234)
+        results[name]["format"] = {"problems": gguf_checks.metadata_problems(exported["f16"], exported[name])}
+        results[name]["chat"] = gguf_checks.chat_with_gguf(exported[name], [CONVERSATION], max_tokens=48, seed=1234)
     facts = results["f16"]["format"]["facts"]
     assert facts["tokenizer_mismatches"] == 0 and facts["template_matches_training"] and facts["prompt_matches_training"]
     assert facts["leading_bos"] == 1 and facts["end_of_turn"] == "<|im_end|>"
@@ -163,13 +163,13 @@ def test_gate_fails_on_a_corrupted_quant(exported, scored, chunks, work):
     broken = work / "broken-q8_0.gguf"
     shutil.copy(exported["q8_0"], broken)
     assert corrupt_blocks(broken, "ffn_down") == 30
-    results = {"f16": scored[0]["f16"], "q8_0": gate.score_gguf(broken, chunks, reference)}
+    results = {"f16": scored[0]["f16"], "q8_0": gguf_checks.score_gguf(broken, chunks, reference)}
     assert results["q8_0"]["kld"] > 0.5 and results["q8_0"]["top1"] < 0.7
-    results["q8_0"]["chat"] = gate.chat_with_gguf(broken, [CONVERSATION], max_tokens=48, seed=1234)
+    results["q8_0"]["chat"] = gguf_checks.chat_with_gguf(broken, [CONVERSATION], max_tokens=48, seed=1234)
     problems = gate.gate_problems(results, max_kld_q8_0=0.01, max_ppl_ratio=1.5)
     assert any(p.startswith("q8_0: mean KL divergence from f16 is") for p in problems), problems
     assert any(p.startswith("q8_0: perplexity") for p in problems), problems
-    with pytest.raises(gate.QualityGateError, match="failed its quality gate"):
+    with pytest.raises(gguf_checks.QualityGateError, match="failed its quality gate"):
         gate.enforce_gate(problems)
 
 
@@ -181,22 +181,22 @@ def test_gate_fails_on_a_wrong_chat_template(exported, work):
     subprocess.run([sys.executable, str(source / "gguf-py" / "gguf" / "scripts" / "gguf_new_metadata.py"),
                     str(exported["f16"]), str(wrong), "--chat-template", llama2, "--force"],
                    check=True, env=gx.converter_env(source), capture_output=True)
-    result = gate.check_gguf_format(wrong, exported["merged"], CONVERSATION)
+    result = gguf_checks.check_gguf_format(wrong, exported["merged"], CONVERSATION)
     assert not result["facts"]["template_matches_training"]
     assert any("is not the template used in training" in p for p in result["problems"]), result["problems"]
     assert any("renders a different prompt" in p for p in result["problems"]), result["problems"]
     problems = gate.gate_problems({"f16": {"format": result}}, 0.01, 1.5)
-    with pytest.raises(gate.QualityGateError, match="wrong-template-f16.gguf"):
+    with pytest.raises(gguf_checks.QualityGateError, match="wrong-template-f16.gguf"):
         gate.enforce_gate(problems)
     # a quant whose template differs from its f16 file is caught by the metadata comparison
-    assert gate.metadata_problems(exported["f16"], wrong)[0].startswith("wrong-template-f16.gguf: tokenizer.chat_template")
+    assert gguf_checks.metadata_problems(exported["f16"], wrong)[0].startswith("wrong-template-f16.gguf: tokenizer.chat_template")
 
 
 def test_gate_reports_an_unloadable_gguf_without_crashing(exported, work):
     truncated = work / "truncated.gguf"
     truncated.write_bytes(exported["q4_k_m"].read_bytes()[: 4 << 20])
-    with pytest.raises(gate.QualityGateError, match=r"truncated.gguf: llama.cpp (exited with code|was killed by)"):
-        gate.chat_with_gguf(truncated, [CONVERSATION], max_tokens=8)
+    with pytest.raises(gguf_checks.QualityGateError, match=r"truncated.gguf: llama.cpp (exited with code|was killed by)"):
+        gguf_checks.chat_with_gguf(truncated, [CONVERSATION], max_tokens=8)
 
 
 def test_degenerate_replies_are_recognised():
@@ -233,9 +233,9 @@ def test_adapter_gguf_on_the_base_equals_the_merged_model(exported, chunks, work
     base_gguf = gx.convert_hf_to_gguf(resolve_model(BASE), work / "base-f16.gguf")
     probe = [chunks[0][:64]]
     merged_ref = work / "merged_logprobs.npy"
-    gate.score_gguf(exported["f16"], probe, merged_ref, write_reference=True)
-    base_only = gate.score_gguf(base_gguf, probe, merged_ref)
-    with_adapter = gate.score_gguf(base_gguf, probe, merged_ref, lora_path=adapter_gguf)
+    gguf_checks.score_gguf(exported["f16"], probe, merged_ref, write_reference=True)
+    base_only = gguf_checks.score_gguf(base_gguf, probe, merged_ref)
+    with_adapter = gguf_checks.score_gguf(base_gguf, probe, merged_ref, lora_path=adapter_gguf)
     assert with_adapter["kld"] < 0.01 and with_adapter["top1"] > 0.95
     assert base_only["kld"] > 5 * with_adapter["kld"]     # the adapter does change the model
 
@@ -353,7 +353,7 @@ def test_imatrix_quantization(exported, scored, chunks, tokenizer, work):
     assert len(imatrix) >= 30 * 7                               # every matrix of every layer
     assert imatrix["blk.0.ffn_down.weight"].shape == (1536,) and (imatrix["blk.0.ffn_down.weight"] > 0).all()
     path = gx.quantize_gguf(exported["f16"], work / "m-q4_k_m-imatrix.gguf", "q4_k_m", imatrix=imatrix)
-    result = gate.score_gguf(path, chunks, scored[1])
+    result = gguf_checks.score_gguf(path, chunks, scored[1])
     plain = scored[0]["q4_k_m"]
     assert result["kld"] < 1.1 * plain["kld"], (result, plain)  # calibrated on the persona's text: no worse
 

@@ -51,7 +51,7 @@ def test_a_stage_depends_on_the_lib_modules_it_uses(monkeypatch):
     before = {stage: runner.stage_code_digest(stage) for stage in ("03_completion", "06_quantize", "07_evaluate")}
     real_digest = runner.file_digest
     # an edit to the evaluation code: 07 reruns, training and quantization do not
-    monkeypatch.setattr(runner, "file_digest", lambda path: "edited" if path.name == "evaluate.py" else real_digest(path))
+    monkeypatch.setattr(runner, "file_digest", lambda path: "edited" if path.name == "eval_scores.py" else real_digest(path))
     after = {stage: runner.stage_code_digest(stage) for stage in before}
     assert after["07_evaluate"] != before["07_evaluate"]
     assert after["03_completion"] == before["03_completion"] and after["06_quantize"] == before["06_quantize"]
@@ -59,6 +59,35 @@ def test_a_stage_depends_on_the_lib_modules_it_uses(monkeypatch):
     monkeypatch.setattr(runner, "file_digest", lambda path: "edited" if path.name == "llama_server.py" else real_digest(path))
     assert "llama_server" not in runner.lib_imports(ROOT / "notebooks" / "06_quantize.py")
     assert runner.stage_code_digest("06_quantize") != before["06_quantize"]
+
+
+def test_every_lib_module_a_stage_loads_is_part_of_its_digest():
+    """Importing what a notebook imports, and everything that runs as `python -m lib.<name>`
+    from there, loads only modules its stage digest covers (runner.stage_modules)."""
+    import lib.runner as runner
+
+    for stage in runner.STAGES:
+        covered = runner.stage_modules(stage)
+        direct = runner.lib_imports(ROOT / "notebooks" / f"{stage}.py")
+        code = ("import importlib, sys\n"
+                f"for name in {sorted(covered)!r}: importlib.import_module('lib.' + name)\n"
+                "print(' '.join(sorted(m[4:] for m in sys.modules if m.startswith('lib.'))))")
+        loaded = set(subprocess.run([PYTHON, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                                    check=True).stdout.split())
+        assert direct <= covered and loaded <= covered, (stage, loaded - covered)
+    assert {"gguf_checks", "llama", "llama_server"} <= runner.stage_modules("06_quantize")  # -m lib.gguf_checks
+    assert {"eval_answers", "llama", "tics", "text"} <= runner.stage_modules("07_evaluate")
+
+
+def test_a_lib_subpackage_is_refused_rather_than_left_out_of_the_digest(tmp_path, monkeypatch):
+    import lib.runner as runner
+
+    (tmp_path / "lib" / "stages").mkdir(parents=True)
+    notebook = tmp_path / "nb.py"
+    notebook.write_text("from lib.stages import scrape\n")
+    monkeypatch.setattr(runner, "ROOT", tmp_path)
+    with pytest.raises(ValueError, match="nb.py: imports lib subpackage"):
+        runner.lib_imports(notebook)
 
 
 @pytest.mark.slow

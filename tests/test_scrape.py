@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lib.scrape import collect_essays, parse_articles_index, parse_essay_html
+from lib.scrape import collect_essays
+from lib.essays import parse_articles_index, parse_essay_html
 from test_fetch import LocalServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -377,7 +378,7 @@ def test_mixed_utf8_and_cp1252_page_decodes_per_byte_sequence(tmp_path):
      ("Sibling Essay", "It\u2019s a caf\u00e9 \u2014 na\u00efve.")),
 ])
 def test_pages_with_mojibake_are_repaired(raw, expected):
-    from lib.scrape import decode_page
+    from lib.essays import decode_page
 
     page = parse_essay_html(raw, "sibling.html")
     assert (page["title"], page["text"]) == expected
@@ -385,7 +386,7 @@ def test_pages_with_mojibake_are_repaired(raw, expected):
 
 
 def test_clean_pages_are_not_repaired():
-    from lib.scrape import decode_page
+    from lib.essays import decode_page
 
     for slug in ("read", "users"):  # UTF-8, cp1252
         assert decode_page((SNAP / f"{slug}.html").read_bytes(), slug)[2] is False, slug

@@ -5,7 +5,8 @@ import pytest
 
 from lib.models import end_of_text_token
 from lib.split import (choose_heldout, count_tokens, document_header, split_documents, split_into_chunks,
-                       split_paragraphs, split_sentences)
+                       split_paragraphs)
+from lib.text import split_sentences
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -13,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def essays():
     """Real essays parsed from the committed snapshot pages."""
-    from lib.scrape import parse_essay_html
+    from lib.essays import parse_essay_html
     pages = sorted((ROOT / "data/snapshot/pg").glob("*.html"))
     docs = []
     for page in pages:

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from lib.style_metrics import (burrows_delta, char_ngram_similarity, delta_profile, distinct_n, find_tics,
-                               identity_verdict, normalised_score, repeated_ngram_rate, rouge_l, style_scores,
-                               tic_rate, truncate_words, words)
+from lib.style_metrics import (burrows_delta, char_ngram_similarity, delta_profile, distinct_n, normalised_score,
+                               repeated_ngram_rate, style_scores, truncate_words, words)
+from lib.eval_identity import identity_verdict
+from lib.eval_scores import rouge_l
+from lib.tics import find_answer_tics, tic_rate
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "style"
 
@@ -107,10 +109,10 @@ def test_identity_verdict(answer, persona, expected):
 def test_tics_found_in_answers_that_say_ah_friend(pg):
     paragraphs = [p for text in pg["heldout"][:3] for p in text.split("\n\n") if len(p.split()) > 20]
     # the person's own held-out paragraphs have no tics against the rest of their essays
-    assert find_tics(paragraphs, pg["train"]) == []
+    assert find_answer_tics(paragraphs, pg["train"]) == []
     # the original finetune's habit: every answer opens "Ah, friend,"
     ticced = [f"Ah, friend, {p}" for p in paragraphs]
-    tics = find_tics(ticced, pg["train"])
+    tics = find_answer_tics(ticced, pg["train"])
     assert sorted(tic["phrase"] for tic in tics) == ["ah", "friend"]
     assert all(tic["generated_texts"] == len(paragraphs) for tic in tics)
     total_words = sum(len(words(text)) for text in ticced)
@@ -118,7 +120,7 @@ def test_tics_found_in_answers_that_say_ah_friend(pg):
     assert tic_rate(paragraphs, tics) == 0.0
     # the persona's own name is not a tic however often it is said
     named = [f"Paul Graham. {p}" for p in paragraphs]
-    assert find_tics(named, pg["train"], ignore=("Paul", "Graham")) == []
+    assert find_answer_tics(named, pg["train"], ignore=("Paul", "Graham")) == []
 
 
 def test_normalised_score():

@@ -10,8 +10,9 @@ import subprocess
 import pytest
 
 from conftest import PYTHON, ROOT
-from lib.transcripts import (UNNAMED_SPEAKER, TranscriptError, is_subtitles, parse_transcript, read_subtitles,
-                             subtitles_to_text)
+from lib.subtitles import UNNAMED_SPEAKER, is_subtitles, read_subtitles, subtitles_to_text
+from lib.source_files import TranscriptError
+from lib.transcripts import parse_transcript
 
 PERSONA = "^(DONALD )?TRUMP$|^Donald Trump$|^Trump$"  # params/trump.yaml persona.speaker_regex
 FOLDER = ROOT / "tests/fixtures/persona_folder"

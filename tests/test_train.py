@@ -13,8 +13,10 @@ from conftest import PYTHON, ROOT, adapter_weights, assert_same_adapter, kill_at
 from lib.models import AUTO_BACKEND_ON_CPU, pick_backend
 from lib.params import load_params
 from lib.runfiles import read_jsonl
-from lib.train import (add_lora, completion_examples, find_resume_checkpoint, load_base_for_training,
-                       language_model_collator, length_grouped_order, prepare_checkpoints, spread_over_documents, train_lora)
+from lib.train_model import add_lora, load_base_for_training
+from lib.train_data import completion_examples, language_model_collator, length_grouped_order, spread_over_documents
+from lib.train_resume import find_resume_checkpoint, prepare_checkpoints
+from lib.train import train_lora
 
 # four optimizer steps, a checkpoint every two, a learning rate that visibly moves the weights
 OVERRIDES = ["train_completion.max_steps=4", "train_completion.save_steps=2", "train_completion.batch_size=2",

@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from lib.transcripts import LABEL_LAYOUTS, match_label, parse_transcript
+from lib.speaker_labels import LABEL_LAYOUTS, match_label
+from lib.transcripts import parse_transcript
 from test_transcripts import PERSONA, PYTHON, ROOT, SNAP
 
 CASES = ROOT / "tests/fixtures/transcripts"

@@ -9,8 +9,9 @@ from urllib.parse import quote
 
 import pytest
 
-from lib.scrape import parse_essay_html
-from lib.transcripts import clean_stage_directions, collect_interviews, parse_transcript
+from lib.essays import parse_essay_html
+from lib.text import clean_stage_directions
+from lib.transcripts import collect_interviews, parse_transcript
 from test_fetch import LocalServer
 
 ROOT = Path(__file__).resolve().parent.parent

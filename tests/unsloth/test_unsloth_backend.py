@@ -21,8 +21,9 @@ from lib.chat_data import IGNORE_INDEX, conversation_examples
 from lib.models import AUTO_BACKEND_ON_CPU, load_with_adapters, merge_adapters_16bit, pick_backend
 from lib.params import load_params
 from lib.runfiles import read_jsonl
-from lib.train import (add_lora, completion_examples, language_model_collator,
-                       load_base_for_training, make_trainer, training_arguments, training_order, train_lora)
+from lib.train_model import add_lora, load_base_for_training
+from lib.train_data import completion_examples, language_model_collator, training_order
+from lib.train import make_trainer, training_arguments, train_lora
 from tiny_models import CHAT_OVERRIDES, FAMILIES, build_tiny_model, moved_template_rows
 
 pytestmark = pytest.mark.slow

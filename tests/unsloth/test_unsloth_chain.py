@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from conftest import PYTHON, ROOT
-from lib.train import pick_batching
+from lib.train_data import pick_batching
 
 pytestmark = pytest.mark.slow
 STAGES = ("01_scrape", "02_split", "03_completion", "04_qa", "05_chat", "06_quantize", "07_evaluate")
