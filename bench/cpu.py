@@ -74,7 +74,7 @@ def measure_one(setup: str, steps: int, batch_size: int) -> dict:
     """Train `steps` optimizer steps in this process; tokens/s counts real (non-pad) tokens."""
     import random
 
-    from lib.models import pick_backend
+    from lib.backend import pick_backend
 
     backend = pick_backend("unsloth" if setup == "unsloth" else "hf")  # unsloth before transformers
 

@@ -186,7 +186,7 @@ def run_project(model_dir: Path, args) -> dict:
     import torch
     from transformers import TrainerCallback
 
-    from lib.models import pick_backend
+    from lib.backend import pick_backend
     from lib.train_model import add_lora, load_base_for_training
     from lib.train import make_trainer, training_arguments
     from lib.train_data import pick_batching, training_order

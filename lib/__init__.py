@@ -11,10 +11,10 @@ The map (flat: lib/<name>.py, one concern each; tests/test_layout.py keeps it tr
 03/05 train     train.py (entry point, trainer), train_data.py (examples, batching),
                 train_model.py (base, LoRA, 05's merged base), train_resume.py (checkpoints,
                 resume, time budget), chat_data.py (conversations tokenized, loss on the
-                assistant), chat_template.py, bos.py (one BOS rule)
+                assistant)
 04 qa           qa_sources.py (backtranslation, interviews, conversations), qa_identity.py
                 (who the model is), qa_clean.py (cleaning an LLM's output), qa_duplicates.py
-                (near-duplicate questions), llm_client.py, llama_server.py (local server)
+                (near-duplicate questions)
 06 quantize     gguf_export.py (llama.cpp's converters and quantizer), gguf_checks.py (KLD,
                 perplexity, format and stop checks, in child processes), quant_gate.py (the
                 refusal of broken GGUFs), modelfile.py (Ollama)
@@ -26,8 +26,10 @@ The map (flat: lib/<name>.py, one concern each; tests/test_layout.py keeps it tr
 shared          params.py (load and check), runfiles.py (run folders, atomic writes,
                 digests, log tails, number formatting), records.py (typed records between
                 stages), stage.py (open_stage: one setup for every notebook), runner.py
-                (papermill, stage digests), environment.py, models.py, llama.py (llama.cpp
-                runtime), fetch.py, source_files.py, text.py (words, sentences, stage
-                directions), tics.py
+                (papermill, stage digests), environment.py, backend.py (unsloth or hf),
+                models.py, chat_template.py, bos.py (one BOS rule), llama.py (llama.cpp
+                runtime), llama_server.py (a local server), llm_client.py (any
+                OpenAI-compatible endpoint), fetch.py, source_files.py, text.py (words,
+                sentences, stage directions), tics.py
 after the chain talk.py (make talk / make serve), hub.py (push to the Hugging Face hub)
 """

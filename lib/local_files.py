@@ -54,7 +54,7 @@ class SkipFile(ValueError):
 # documents
 
 def essay(doc_id: str, title: str, date: str | None, text: str, source: str, file: str, notes: str = "") -> dict:
-    """The chain's essay document (the shape lib.scrape.essay_document gives)."""
+    """The chain's essay document (the shape lib.essays.essay_document gives)."""
     iso, year, month = parse_date(date) if date else (None, None, None)
     return {"id": doc_id, "kind": "essay", "title": title, "date": iso, "year": year, "month": month,
             "source": source, "file": file, "text": text, "notes": notes}

@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 from urllib.parse import urljoin
 
-import ftfy
-import ftfy.bad_codecs  # noqa: F401  (registers the sloppy-windows-1252 codec)
 
 from lib.essays import NON_ESSAY_SLUGS, decode_page, essay_document, parse_articles_index, parse_essay_html
 from lib.fetch import DEFAULT_USER_AGENT, Fetcher, FetchError

@@ -41,7 +41,7 @@ def open_stage(name: str, persona: str, profile: str, overrides: str = "") -> St
     out = stage_dir(persona, name)
     backend = None
     if name in TRAINING_STAGES:
-        from lib.models import pick_backend
+        from lib.backend import pick_backend
 
         backend = pick_backend(params["model"]["backend"])
     describe_environment()
@@ -65,7 +65,7 @@ def training_finished(summary: dict, out: Path) -> dict:
     return {key: summary[key] for key in SUMMARY_SHOWN}
 
 
-def plot_training_loss(log_path: Path, title: str) -> None:
+def plot_training_loss(log_path: Path, title: str, ylabel: str = "train loss") -> None:
     """The train loss per logged step from a train_log.jsonl (lib.train_resume.LOG_FILE)."""
     import matplotlib.pyplot as plt
 
@@ -75,7 +75,7 @@ def plot_training_loss(log_path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 3))
     ax.plot([e["step"] for e in log], [e["loss"] for e in log], marker=".")
     ax.set_xlabel("step")
-    ax.set_ylabel("train loss")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     plt.show()
 

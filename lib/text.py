@@ -43,13 +43,19 @@ def clean_stage_directions(text: str) -> str:
     return text.strip()
 
 
+# in the person's own text (essays, posts) only what no writer writes: an all-caps note of
+# letters alone ((APPLAUSE), [INAUDIBLE]) or a known stage word in any case ((laughter)).
+# "(YC S05)", "(NYT, 2009)" and any aside in lowercase stay.
+NOTE_IN_OWN_TEXT = re.compile(r"\s*[\(\[][A-Z][A-Z ,'-]{2,}[\)\]]")
+
+
 def light_trim(text: str) -> str:
     """The only edits made to the person's words: footnote markers ([1]), stage directions
-    ((APPLAUSE), [inaudible]; clean_stage_directions, which keeps the person's own asides in
-    parentheses) and a transcript's leading "--" (the turn continues an interruption) removed,
+    ((APPLAUSE), [inaudible]: NOTE_IN_OWN_TEXT and STAGE_WORDS_RE, which keep the person's own
+    asides in parentheses) and a transcript's leading "--" (the turn continues an interruption) removed,
     whitespace normalized."""
     text = FOOTNOTE_MARKER.sub("", text)
-    text = clean_stage_directions(text)
+    text = STAGE_WORDS_RE.sub("", NOTE_IN_OWN_TEXT.sub("", text))
     return re.sub(r"^(?:-{2,}|[—–])\s*", "", " ".join(text.split()))
 
 

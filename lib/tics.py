@@ -101,7 +101,7 @@ def tic_in(text: str, tics: list[dict], grounding: str = "") -> str | None:
 
 
 def find_answer_tics(generated: list[str], real_texts: list[str], min_ratio: float = 5.0, min_texts: int = 3,
-              min_text_share: float = 0.3, ignore: tuple[str, ...] = ()) -> list[dict]:
+                     min_text_share: float = 0.3, ignore: tuple[str, ...] = ()) -> list[dict]:
     """Tics of the generated texts: phrases at least min_ratio times more frequent than in the
     person's real text, recurring across answers (in at least min_texts texts and
     min_text_share of them) rather than belonging to one answer's topic. Phrases with a word

@@ -30,7 +30,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lib.models import pick_backend
+from lib.backend import pick_backend
 from lib.records import TrainingSummary
 from lib.runfiles import ROOT, json_digest, read_json, write_json, write_jsonl
 from lib.train_data import (completion_examples, examples_digest, language_model_collator, max_example_tokens,

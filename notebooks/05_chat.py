@@ -104,7 +104,7 @@ print(training_finished(summary, OUT))  # raises when it stopped at its time bud
 print(summary["data"])
 
 # %%
-plot_training_loss(OUT / LOG_FILE, f"{persona}: chat training loss")
+plot_training_loss(OUT / LOG_FILE, f"{persona}: chat training loss", "train loss (assistant tokens)")
 
 # %% [markdown]
 # ## Before and after

@@ -61,7 +61,8 @@ from transformers import AutoTokenizer
 
 from lib import gguf_checks, gguf_export, quant_gate
 from lib.modelfile import build_modelfile, write_modelfile
-from lib.models import merge_adapters_16bit, pick_backend, resolve_model, tokenizer_folder
+from lib.models import merge_adapters_16bit, resolve_model, tokenizer_folder
+from lib.backend import pick_backend
 from lib.runfiles import file_sha256, read_jsonl, require_stage, write_json, write_metrics
 
 quant_params = params["quantize"]

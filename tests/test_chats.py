@@ -157,7 +157,7 @@ def test_android_group_export_with_24_hour_times_is_day_first():
     assert doc["turns"][2]["text"] == "The polls are tremendous.\n\nAnd I am always ready."
     assert doc["date"] == "2024-04-03"  # 13/04 in the same file: day first
     assert doc["title"] == "WhatsApp chat with Priya Patel, Chris Novak" and doc["id"] == "campaign"
-    # both others' questions come before the answer: lib.qa joins them into one question
+    # both others' questions come before the answer: lib.qa_sources.merged_turns joins them into one question
     assert qa_sources.merged_turns(doc)[0]["text"] == "Morning all. How are the polls? And the debate tonight, are you ready?"
 
 

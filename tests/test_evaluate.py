@@ -178,7 +178,7 @@ KILLABLE_RUN = """
 import sys, json
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from lib import eval_answers, eval_prompts, eval_report, eval_scores, eval_systems
+from lib import eval_answers, eval_prompts, eval_systems
 from lib.models import embedded_gguf_path
 from lib.params import load_params
 from lib.split import split_paragraphs

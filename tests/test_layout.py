@@ -14,9 +14,9 @@ MODULES = sorted(p.stem for p in LIB.glob("*.py") if p.stem != "__init__")
 
 # stage -> its modules (prefix* for a family); every other module is shared by the stages
 STAGE_MODULES = {
-    1: ["scrape", "essays", "transcripts", "local_files", "chats", "new_persona"],
+    1: ["scrape", "essays", "transcripts", "speaker_labels", "subtitles", "local_files", "chats", "new_persona"],
     2: ["split"],
-    3: ["train*"],            # 03 and 05 train with the same code
+    3: ["train*", "chat_data"],  # 03 and 05 train with the same code
     4: ["qa_*"],
     6: ["quant_gate", "gguf_checks", "gguf_export", "modelfile"],
     7: ["eval_*", "style_metrics", "authorship", "progress_log"],

@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from lib.chat_template import chat_prompt
-from lib.models import (generate_texts, load_with_adapters, merge_adapters_16bit, perplexity, resolve_model)
+from lib.models import generate_texts, load_with_adapters, merge_adapters_16bit, perplexity, resolve_model
 
 BASE = "embedded:smollm2-135m-instruct"
 CPU = {"dtype": "float32", "load_in_4bit": False, "backend": "hf"}

@@ -1,4 +1,5 @@
-"""Stage 04 (lib/qa.py and notebooks/04_qa): sources, cleaning, and a smoke run of the stage.
+"""Stage 04 (lib/qa_sources.py, qa_identity.py, qa_clean.py, qa_duplicates.py, text.py, tics.py and
+notebooks/04_qa): sources, cleaning, and a smoke run of the stage.
 
 Documents are real: tests/fixtures/qa/ (eight Paul Graham essays, three Trump interview
 transcripts; PROVENANCE.md). The generated replies below are real SmolLM2-135M-Instruct
@@ -69,6 +70,8 @@ def test_light_trim_removes_only_markers():
     # the person's own asides stay (the old rule dropped any parenthesis of letters: PG's "(and still is)")
     aside = "Lisp was (and still is) the most powerful language (see Note 2), [inaudible] I think."
     assert light_trim(aside) == "Lisp was (and still is) the most powerful language (see Note 2), I think."
+    assert light_trim("the first batch (YC S05) and (NYT, 2009) ( IBM 360 ) (laughter) question ?") == \
+        "the first batch (YC S05) and (NYT, 2009) ( IBM 360 ) question ?"
 
 
 def test_overlong_paragraph_is_cut_at_a_sentence_end():
@@ -117,7 +120,7 @@ def test_interview_conversations_single_and_multi_turn(trump_docs):
 def test_interview_monologues_become_passages_but_answered_turns_do_not(trump_docs):
     passages = qa_sources.backtranslation_passages(trump_docs, 25, 350, 120, 60, 0, 1)
     answers = {e["answer"] for d in trump_docs for e in qa_sources.interview_exchanges(d, 25, 350, 60)}
-    assert len(passages) == 18
+    assert len(passages) == 19
     assert not {p["text"] for p in passages} & answers
     assert passages[0]["text"].startswith("Can you believe it? Isn’t that nice.")
 

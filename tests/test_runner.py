@@ -55,7 +55,7 @@ def test_a_stage_depends_on_the_lib_modules_it_uses(monkeypatch):
     after = {stage: runner.stage_code_digest(stage) for stage in before}
     assert after["07_evaluate"] != before["07_evaluate"]
     assert after["03_completion"] == before["03_completion"] and after["06_quantize"] == before["06_quantize"]
-    # a module used through another one counts: 06 uses lib.llama_server only through lib.quant_gate
+    # a module used through another one counts: 06 reaches lib.llama_server only through lib.gguf_checks -> lib.llama
     monkeypatch.setattr(runner, "file_digest", lambda path: "edited" if path.name == "llama_server.py" else real_digest(path))
     assert "llama_server" not in runner.lib_imports(ROOT / "notebooks" / "06_quantize.py")
     assert runner.stage_code_digest("06_quantize") != before["06_quantize"]

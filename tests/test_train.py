@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import PYTHON, ROOT, adapter_weights, assert_same_adapter, kill_at_first_checkpoint
-from lib.models import AUTO_BACKEND_ON_CPU, pick_backend
+from lib.backend import AUTO_BACKEND_ON_CPU, pick_backend
 from lib.params import load_params
 from lib.runfiles import read_jsonl
 from lib.train_model import add_lora, load_base_for_training

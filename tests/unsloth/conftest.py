@@ -19,7 +19,7 @@ _spec.loader.exec_module(_root)
 PYTHON, ROOT, labeled_runs = _root.PYTHON, _root.ROOT, _root.labeled_runs
 assert_same_adapter, kill_at_first_checkpoint = _root.assert_same_adapter, _root.kill_at_first_checkpoint
 
-from lib.models import unsloth_problem  # noqa: E402  (imports unsloth, before transformers)
+from lib.backend import unsloth_problem  # noqa: E402  (imports unsloth, before transformers)
 
 PROBLEM = unsloth_problem()
 if PROBLEM:  # never skipped: `make setup` installs unsloth, so its absence is a failure

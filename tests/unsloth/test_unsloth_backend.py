@@ -18,7 +18,8 @@ import torch
 
 from conftest import PYTHON, ROOT, assert_same_adapter, kill_at_first_checkpoint, labeled_runs
 from lib.chat_data import IGNORE_INDEX, conversation_examples
-from lib.models import AUTO_BACKEND_ON_CPU, load_with_adapters, merge_adapters_16bit, pick_backend
+from lib.backend import AUTO_BACKEND_ON_CPU, pick_backend
+from lib.models import load_with_adapters, merge_adapters_16bit
 from lib.params import load_params
 from lib.runfiles import read_jsonl
 from lib.train_model import add_lora, load_base_for_training
