@@ -5,19 +5,41 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 
 
-def default_threads() -> int:
-    """Threads for llama.cpp work: every core, or one when the machine is already busy
-    (llama.cpp's threads wait for each other at every layer, so on contended cores two
-    threads run several times slower than one)."""
-    cores = os.cpu_count() or 2
+def busy_cores(sample_s: float = 0.3) -> float | None:
+    """How many cores' worth of CPU time other work uses right now, from two reads of
+    /proc/stat `sample_s` apart (Linux); None where there is no /proc/stat. Unlike the load
+    average, which trails the last minute, this sees only what runs now."""
+    def read() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle
     try:
-        busy = os.getloadavg()[0] > cores
-    except OSError:
-        busy = False
-    return 1 if busy else cores
+        total_0, idle_0 = read()
+        time.sleep(sample_s)
+        total_1, idle_1 = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = total_1 - total_0
+    return (os.cpu_count() or 1) * (1 - (idle_1 - idle_0) / total) if total > 0 else 0.0
+
+
+def default_threads() -> int:
+    """Threads for llama.cpp work: every core, or one when other work keeps at least half a
+    core busy now (llama.cpp's threads wait for each other at every layer, so on contended
+    cores two threads run several times slower than one). Without /proc/stat, the 1-minute
+    load average decides (busy above the core count)."""
+    cores = os.cpu_count() or 2
+    busy = busy_cores()
+    if busy is None:
+        try:
+            return 1 if os.getloadavg()[0] > cores else cores
+        except OSError:
+            return cores
+    return 1 if busy >= 0.5 else cores
 
 
 def load_llama(gguf_path: str, **kwargs):

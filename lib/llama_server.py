@@ -114,7 +114,9 @@ def start_llama_server(gguf_path: Path, model_alias: str, log_path: Path, n_ctx:
     if not gguf_path.is_file():
         raise FileNotFoundError(f"{gguf_path}: GGUF model file not found")
     port = free_port()
-    threads = n_threads or max(1, os.cpu_count() or 1)
+    from lib.llama import default_threads
+
+    threads = n_threads or default_threads()
     command = [sys.executable, "-m", "lib.llama_server", "--model", str(gguf_path),
                "--model_alias", model_alias, "--host", "127.0.0.1", "--port", str(port),
                "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--n_threads_batch", str(threads)]

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lib import gguf_export as gx
-from lib import quant_gate as gate, gguf_checks
+from lib import gguf_export
+from lib import gguf_checks, quant_gate
 from lib.chat_template import CHATML_TEMPLATE
 from lib.modelfile import ModelfileError, build_modelfile, render_with_pieces, template_pieces
 
@@ -72,16 +72,16 @@ def exported(work):
 
     adapter = make_adapter(work / "adapter", seed=0)
     merged = merge_adapters_16bit(BASE, [adapter], work / "merged", {"dtype": "float32"})
-    files = {"adapter": adapter, "merged": merged, "f16": gx.convert_hf_to_gguf(merged, work / "m-f16.gguf")}
+    files = {"adapter": adapter, "merged": merged, "f16": gguf_export.convert_hf_to_gguf(merged, work / "m-f16.gguf")}
     for level in ("q8_0", "q4_k_m"):
-        files[level] = gx.quantize_gguf(files["f16"], work / f"m-{level}.gguf", level)
+        files[level] = gguf_export.quantize_gguf(files["f16"], work / f"m-{level}.gguf", level)
     return files
 
 
 @pytest.fixture(scope="module")
 def chunks(exported, tokenizer):
     texts = [r["text"] for r in split_records(tokenizer)["eval"]]
-    return gate.heldout_token_chunks(texts, tokenizer, chunk_tokens=128, max_chunks=2)
+    return quant_gate.heldout_token_chunks(texts, tokenizer, chunk_tokens=128, max_chunks=2)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def scored(exported, chunks, work):
 
 
 def test_f16_gguf_has_the_training_tokenizer_and_template(exported, tokenizer):
-    meta = gx.gguf_metadata(exported["f16"])
+    meta = gguf_export.gguf_metadata(exported["f16"])
     assert meta["general.architecture"] == "llama"
     # the byte-level BPE vocabulary, not a SentencePiece one (which crashes llama.cpp's tokenizer)
     assert meta["tokenizer.ggml.model"] == "gpt2"
@@ -110,16 +110,16 @@ def test_transformers_gguf_tokenizer_is_fixed_for_conversion(tokenizer):
     broken = json.loads(json.dumps(raw))
     broken["model"]["byte_fallback"] = True
     broken["decoder"] = {"type": "Sequence", "decoders": [{"type": "ByteFallback"}, {"type": "ByteLevel"}]}
-    fixed = gx.byte_level_tokenizer_fix(broken)
+    fixed = gguf_export.byte_level_tokenizer_fix(broken)
     assert fixed["model"]["byte_fallback"] is False and fixed["decoder"]["type"] == "ByteLevel"
-    assert gx.byte_level_tokenizer_fix(fixed) is None
+    assert gguf_export.byte_level_tokenizer_fix(fixed) is None
 
 
 def test_quantized_files_shrink(exported):
     size = {name: exported[name].stat().st_size for name in ("f16", "q8_0", "q4_k_m")}
     assert 0.50 < size["q8_0"] / size["f16"] < 0.56      # 8.5 bits per weight of 16
     assert size["q4_k_m"] < 0.8 * size["q8_0"]
-    assert gx.gguf_metadata(exported["q8_0"])["general.file_type"] == 7   # LLAMA_FTYPE_MOSTLY_Q8_0
+    assert gguf_export.gguf_metadata(exported["q8_0"])["general.file_type"] == 7   # LLAMA_FTYPE_MOSTLY_Q8_0
     # llama.cpp's per-tensor log went to a file next to the quant, not to the notebook
     log = exported["q8_0"].with_name(exported["q8_0"].name + ".log").read_text()
     assert "llama_model_quantize" in log or "q8_0" in log
@@ -141,13 +141,13 @@ def test_gate_measures_a_good_export_and_passes_it(exported, scored, tokenizer):
     assert facts["tokenizer_mismatches"] == 0 and facts["template_matches_training"] and facts["prompt_matches_training"]
     assert facts["leading_bos"] == 1 and facts["end_of_turn"] == "<|im_end|>"
     assert results["f16"]["stop_reply"]["finish_reason"] == "stop"
-    assert gate.gate_problems(results, max_kld_q8_0=0.01, max_ppl_ratio=1.5) == []
+    assert quant_gate.gate_problems(results, max_kld_q8_0=0.01, max_ppl_ratio=1.5) == []
 
 
 def corrupt_blocks(path: Path, pattern: str, seed: int = 0) -> int:
     """Shuffle the quantized rows of matching tensors in place: every value stays a valid
     q8_0 block (finite), but the weights no longer mean anything. Returns tensors changed."""
-    reader = gx.gguf_reader(path, mode="r+")
+    reader = gguf_export.gguf_reader(path, mode="r+")
     rng = np.random.default_rng(seed)
     changed = 0
     for tensor in reader.tensors:
@@ -166,28 +166,28 @@ def test_gate_fails_on_a_corrupted_quant(exported, scored, chunks, work):
     results = {"f16": scored[0]["f16"], "q8_0": gguf_checks.score_gguf(broken, chunks, reference)}
     assert results["q8_0"]["kld"] > 0.5 and results["q8_0"]["top1"] < 0.7
     results["q8_0"]["chat"] = gguf_checks.chat_with_gguf(broken, [CONVERSATION], max_tokens=48, seed=1234)
-    problems = gate.gate_problems(results, max_kld_q8_0=0.01, max_ppl_ratio=1.5)
+    problems = quant_gate.gate_problems(results, max_kld_q8_0=0.01, max_ppl_ratio=1.5)
     assert any(p.startswith("q8_0: mean KL divergence from f16 is") for p in problems), problems
     assert any(p.startswith("q8_0: perplexity") for p in problems), problems
     with pytest.raises(gguf_checks.QualityGateError, match="failed its quality gate"):
-        gate.enforce_gate(problems)
+        quant_gate.enforce_gate(problems)
 
 
 def test_gate_fails_on_a_wrong_chat_template(exported, work):
     wrong = work / "wrong-template-f16.gguf"
     llama2 = ("{% for message in messages %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] "
               "+ ' [/INST]' }}{% else %}{{ message['content'] + eos_token }}{% endif %}{% endfor %}")
-    source = gx.llama_cpp_source()
+    source = gguf_export.llama_cpp_source()
     subprocess.run([sys.executable, str(source / "gguf-py" / "gguf" / "scripts" / "gguf_new_metadata.py"),
                     str(exported["f16"]), str(wrong), "--chat-template", llama2, "--force"],
-                   check=True, env=gx.converter_env(source), capture_output=True)
+                   check=True, env=gguf_export.converter_env(source), capture_output=True)
     result = gguf_checks.check_gguf_format(wrong, exported["merged"], CONVERSATION)
     assert not result["facts"]["template_matches_training"]
     assert any("is not the template used in training" in p for p in result["problems"]), result["problems"]
     assert any("renders a different prompt" in p for p in result["problems"]), result["problems"]
-    problems = gate.gate_problems({"f16": {"format": result}}, 0.01, 1.5)
+    problems = quant_gate.gate_problems({"f16": {"format": result}}, 0.01, 1.5)
     with pytest.raises(gguf_checks.QualityGateError, match="wrong-template-f16.gguf"):
-        gate.enforce_gate(problems)
+        quant_gate.enforce_gate(problems)
     # a quant whose template differs from its f16 file is caught by the metadata comparison
     assert gguf_checks.metadata_problems(exported["f16"], wrong)[0].startswith("wrong-template-f16.gguf: tokenizer.chat_template")
 
@@ -203,24 +203,24 @@ def test_degenerate_replies_are_recognised():
     looping = {"text": "the the the", "token_ids": [260] * 30}
     cycle = {"text": "a b c", "token_ids": [1, 2, 3] * 10}
     fine = {"text": "I write essays.", "token_ids": list(range(100, 130))}
-    assert gate.degeneration_problems({"text": "  ", "token_ids": []}) == ["the reply is empty"]
-    assert any("one token" in p for p in gate.degeneration_problems(looping))
-    assert any("distinct tokens" in p for p in gate.degeneration_problems(cycle))
-    assert gate.degeneration_problems(fine) == []
+    assert quant_gate.degeneration_problems({"text": "  ", "token_ids": []}) == ["the reply is empty"]
+    assert any("one token" in p for p in quant_gate.degeneration_problems(looping))
+    assert any("distinct tokens" in p for p in quant_gate.degeneration_problems(cycle))
+    assert quant_gate.degeneration_problems(fine) == []
 
 
 def test_degeneration_is_judged_against_f16_on_the_same_prompts():
     fine = {"text": "I write essays.", "token_ids": list(range(100, 130))}
     loop = {"text": "I have a lot of projects going on. " * 8, "token_ids": [40, 617, 253, 2846, 282, 2066] * 8}
     chat = {"f16": [loop, fine, fine, fine], "q8_0": [fine, loop, fine, fine], "q4_k_m": [loop, loop, loop, fine]}
-    problems = gate.chat_degeneration_problems({name: {"chat": replies} for name, replies in chat.items()}, 0.25)
+    problems = quant_gate.chat_degeneration_problems({name: {"chat": replies} for name, replies in chat.items()}, 0.25)
     # one loop in four, as often as f16: a trait of the finetune, not of the quant
     assert not any(p.startswith("q8_0") for p in problems)
     assert len(problems) == 1 and problems[0].startswith("q4_k_m: 3 of 4 sampled chat replies are degenerate "
                                                          "against f16's 25%"), problems
     # a file that only loops is refused whatever f16 does, f16 included
     chat = {"f16": [loop, loop], "q8_0": [loop, loop]}
-    problems = gate.chat_degeneration_problems({name: {"chat": replies} for name, replies in chat.items()}, 0.25)
+    problems = quant_gate.chat_degeneration_problems({name: {"chat": replies} for name, replies in chat.items()}, 0.25)
     assert [p.split(":")[0] for p in problems] == ["f16", "q8_0"]
     assert "all 2 sampled chat replies are degenerate" in problems[0]
 
@@ -228,9 +228,9 @@ def test_degeneration_is_judged_against_f16_on_the_same_prompts():
 def test_adapter_gguf_on_the_base_equals_the_merged_model(exported, chunks, work):
     from lib.models import resolve_model
 
-    adapter_gguf = gx.convert_lora_to_gguf(exported["adapter"], resolve_model(BASE), work / "lora-f16.gguf")
-    assert gx.gguf_metadata(adapter_gguf)["general.type"] == "adapter"
-    base_gguf = gx.convert_hf_to_gguf(resolve_model(BASE), work / "base-f16.gguf")
+    adapter_gguf = gguf_export.convert_lora_to_gguf(exported["adapter"], resolve_model(BASE), work / "lora-f16.gguf")
+    assert gguf_export.gguf_metadata(adapter_gguf)["general.type"] == "adapter"
+    base_gguf = gguf_export.convert_hf_to_gguf(resolve_model(BASE), work / "base-f16.gguf")
     probe = [chunks[0][:64]]
     merged_ref = work / "merged_logprobs.npy"
     gguf_checks.score_gguf(exported["f16"], probe, merged_ref, write_reference=True)
@@ -242,12 +242,12 @@ def test_adapter_gguf_on_the_base_equals_the_merged_model(exported, chunks, work
 
 def test_reset_if_inputs_changed(tmp_path):
     (tmp_path / "old.gguf").write_text("x")
-    assert gx.reset_if_inputs_changed(tmp_path, {"adapter": "a"})
+    assert gguf_export.reset_if_inputs_changed(tmp_path, {"adapter": "a"})
     assert not (tmp_path / "old.gguf").exists()
     (tmp_path / "kept.gguf").write_text("y")
-    assert not gx.reset_if_inputs_changed(tmp_path, {"adapter": "a"})
+    assert not gguf_export.reset_if_inputs_changed(tmp_path, {"adapter": "a"})
     assert (tmp_path / "kept.gguf").exists()
-    assert gx.reset_if_inputs_changed(tmp_path, {"adapter": "b"}) and not (tmp_path / "kept.gguf").exists()
+    assert gguf_export.reset_if_inputs_changed(tmp_path, {"adapter": "b"}) and not (tmp_path / "kept.gguf").exists()
 
 
 def test_modelfile_reproduces_the_training_template(tokenizer):
@@ -344,15 +344,15 @@ def test_modelfile_for_chatml_and_a_template_it_cannot_express(tokenizer):
 @pytest.mark.slow
 def test_imatrix_quantization(exported, scored, chunks, tokenizer, work):
     try:
-        gx.imatrix_tool()
-    except gx.ImatrixUnavailable as err:
+        gguf_export.imatrix_tool()
+    except gguf_export.ImatrixUnavailable as err:
         pytest.skip(f"llama-imatrix cannot be built here: {err}")
     texts = [r["text"] for r in split_records(tokenizer)["train"]]
-    imatrix_file = gx.compute_imatrix(exported["f16"], texts, work / "m.imatrix.gguf", chunk_tokens=128, max_chunks=16)
-    imatrix = gx.read_imatrix(imatrix_file)
+    imatrix_file = gguf_export.compute_imatrix(exported["f16"], texts, work / "m.imatrix.gguf", chunk_tokens=128, max_chunks=16)
+    imatrix = gguf_export.read_imatrix(imatrix_file)
     assert len(imatrix) >= 30 * 7                               # every matrix of every layer
     assert imatrix["blk.0.ffn_down.weight"].shape == (1536,) and (imatrix["blk.0.ffn_down.weight"] > 0).all()
-    path = gx.quantize_gguf(exported["f16"], work / "m-q4_k_m-imatrix.gguf", "q4_k_m", imatrix=imatrix)
+    path = gguf_export.quantize_gguf(exported["f16"], work / "m-q4_k_m-imatrix.gguf", "q4_k_m", imatrix=imatrix)
     result = gguf_checks.score_gguf(path, chunks, scored[1])
     plain = scored[0]["q4_k_m"]
     assert result["kld"] < 1.1 * plain["kld"], (result, plain)  # calibrated on the persona's text: no worse
@@ -408,3 +408,17 @@ def test_modelfile_stops_at_the_next_turn_header(tokenizer):
     plain.chat_template = ("{% for m in messages %}{{ '### ' + m['role'] + ':\n' + m['content'] + '<|eot_id|>' }}"
                            "{% endfor %}{% if add_generation_prompt %}{{ '### assistant:\n' }}{% endif %}")
     assert stop_strings(plain, template_pieces(plain)) == ["<|eot_id|>", "<|end_of_text|>"]
+
+
+def test_llama_cpp_takes_one_thread_while_another_process_keeps_a_core_busy():
+    """default_threads reads what runs now (/proc/stat), not the trailing load average."""
+    from lib.llama import busy_cores, default_threads
+
+    spinner = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 5\nwhile time.time() < end: pass"])
+    try:
+        import time
+        time.sleep(0.5)
+        assert busy_cores() >= 0.5
+        assert default_threads() == 1
+    finally:
+        spinner.kill()
