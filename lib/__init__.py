@@ -24,7 +24,7 @@ The map (flat: lib/<name>.py, one concern each; tests/test_layout.py keeps it tr
                 eval_judge.py (optional LLM judge), eval_report.py, eval_figure.py,
                 style_metrics.py, progress_log.py (PROGRESS.md entries)
 shared          params.py (load and check), runfiles.py (run folders, atomic writes,
-                digests, log tails, number formatting), records.py (typed records between
+                digests, inputs-changed resets, log tails, number formatting), records.py (typed records between
                 stages), stage.py (open_stage: one setup for every notebook), runner.py
                 (papermill, stage digests), environment.py, backend.py (unsloth or hf),
                 models.py, chat_template.py, bos.py (one BOS rule), llama.py (llama.cpp

@@ -382,20 +382,3 @@ def gguf_metadata(path: Path) -> dict:
             value = f"[{len(value)} items]"
         meta[field.name] = value
     return meta
-
-
-def reset_if_inputs_changed(out_dir: Path, inputs: dict, keep: tuple = ()) -> bool:
-    """Start over when what a stage builds from changed: if out_dir/.inputs.json differs from
-    `inputs`, delete everything in out_dir except `keep` and record the new inputs. Returns
-    True when it reset. With unchanged inputs, finished files are reused (resume)."""
-    out_dir = Path(out_dir)
-    marker = out_dir / ".inputs.json"
-    text = json.dumps(inputs, sort_keys=True, indent=1, default=str)
-    if marker.is_file() and marker.read_text(encoding="utf-8") == text:
-        return False
-    for item in out_dir.iterdir():
-        if item.name in keep or item == marker:
-            continue
-        shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
-    marker.write_text(text, encoding="utf-8")
-    return True

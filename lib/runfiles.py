@@ -141,6 +141,23 @@ def read_jsonl(path: Path) -> list[dict]:
     return records
 
 
+def reset_if_inputs_changed(out_dir: Path, inputs: dict, keep: tuple = ()) -> bool:
+    """Start over when what a stage builds from changed: if out_dir/.inputs.json differs from
+    `inputs`, delete everything in out_dir except `keep` and record the new inputs. Returns
+    True when it reset. With unchanged inputs, finished files are reused (resume)."""
+    out_dir = Path(out_dir)
+    marker = out_dir / ".inputs.json"
+    text = json.dumps(inputs, sort_keys=True, indent=1, default=str)
+    if marker.is_file() and marker.read_text(encoding="utf-8") == text:
+        return False
+    for item in out_dir.iterdir():
+        if item.name in keep or item == marker:
+            continue
+        shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
+    marker.write_text(text, encoding="utf-8")
+    return True
+
+
 def write_metrics(out_dir: Path, metrics: dict) -> Path:
     """The last write of a stage: metrics.json marks the stage as finished."""
     return write_json(Path(out_dir) / "metrics.json", metrics)

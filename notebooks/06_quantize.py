@@ -63,7 +63,7 @@ from lib import gguf_checks, gguf_export, quant_gate
 from lib.modelfile import build_modelfile, write_modelfile
 from lib.models import merge_adapters_16bit, resolve_model, tokenizer_folder
 from lib.backend import pick_backend
-from lib.runfiles import file_sha256, read_jsonl, require_stage, write_json, write_metrics
+from lib.runfiles import file_sha256, read_jsonl, require_stage, reset_if_inputs_changed, write_json, write_metrics
 
 quant_params = params["quantize"]
 split_dir = require_stage(persona, "02_split")
@@ -82,7 +82,7 @@ inputs = {
     "exporter": file_sha256(ROOT / "lib" / "gguf_export.py"),
     "quantize": {k: quant_params[k] for k in ("levels", "imatrix", "imatrix_chunks", "eval_chunk_tokens")},
 }
-if gguf_export.reset_if_inputs_changed(OUT, inputs):
+if reset_if_inputs_changed(OUT, inputs):
     print("new inputs: starting from scratch")
 gguf = lambda name: OUT / f"{persona}-{name}.gguf"
 timings = {}

@@ -15,6 +15,7 @@ import pytest
 from lib import gguf_export
 from lib import gguf_checks, quant_gate
 from lib.chat_template import CHATML_TEMPLATE
+from lib.runfiles import reset_if_inputs_changed
 from lib.modelfile import ModelfileError, build_modelfile, render_with_pieces, template_pieces
 
 BASE = "embedded:smollm2-135m-instruct"
@@ -242,12 +243,12 @@ def test_adapter_gguf_on_the_base_equals_the_merged_model(exported, chunks, work
 
 def test_reset_if_inputs_changed(tmp_path):
     (tmp_path / "old.gguf").write_text("x")
-    assert gguf_export.reset_if_inputs_changed(tmp_path, {"adapter": "a"})
+    assert reset_if_inputs_changed(tmp_path, {"adapter": "a"})
     assert not (tmp_path / "old.gguf").exists()
     (tmp_path / "kept.gguf").write_text("y")
-    assert not gguf_export.reset_if_inputs_changed(tmp_path, {"adapter": "a"})
+    assert not reset_if_inputs_changed(tmp_path, {"adapter": "a"})
     assert (tmp_path / "kept.gguf").exists()
-    assert gguf_export.reset_if_inputs_changed(tmp_path, {"adapter": "b"}) and not (tmp_path / "kept.gguf").exists()
+    assert reset_if_inputs_changed(tmp_path, {"adapter": "b"}) and not (tmp_path / "kept.gguf").exists()
 
 
 def test_modelfile_reproduces_the_training_template(tokenizer):
