@@ -180,13 +180,6 @@ def run_judge(comparisons: list[dict], persona_name: str, endpoint: Endpoint, ca
 # ---------------------------------------------------------------- rates
 
 
-def bootstrap_share(groups: list[list[int]], draws: int = DRAWS,
-                    seed: int = 1234) -> tuple[float | None, float | None, float | None]:
-    """(share of ones, CI low, CI high) of 0/1 verdicts grouped by question
-    (lib.authorship.grouped_bootstrap: a question's verdicts over all seeds stay together)."""
-    return grouped_bootstrap(groups, draws, seed)
-
-
 def judge_rates(judged: list[dict], skipped_empty: dict | None = None, draws: int = DRAWS,
                 seed: int = 1234) -> dict[str, dict]:
     """Per system, in first-seen order (systems only in skipped_empty come last):
@@ -210,8 +203,8 @@ def judge_rates(judged: list[dict], skipped_empty: dict | None = None, draws: in
         for j in parsed:
             passes.setdefault(j["id"], []).append(int(j["passes"]))
             says_a.setdefault(j["id"], []).append(int(j["verdict"] == "A"))
-        pass_rate, pass_low, pass_high = bootstrap_share(list(passes.values()), draws, seed)
-        a_rate, a_low, a_high = bootstrap_share(list(says_a.values()), draws, seed)
+        pass_rate, pass_low, pass_high = grouped_bootstrap(list(passes.values()), draws, seed)
+        a_rate, a_low, a_high = grouped_bootstrap(list(says_a.values()), draws, seed)
         rates[name] = {"pass_rate": pass_rate, "pass_ci_low": pass_low, "pass_ci_high": pass_high,
                        "says_a_rate": a_rate, "says_a_ci_low": a_low, "says_a_ci_high": a_high,
                        "n": len(parsed), "questions": len(passes), "comparisons": len(records),

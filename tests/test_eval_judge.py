@@ -9,7 +9,8 @@ import pytest
 from conftest import ROOT
 from lib.eval_prompts import build_prompts
 from lib.eval_report import render_report
-from lib.eval_judge import (MIN_REAL_WORDS, bootstrap_share, build_comparisons, judge_endpoint, judge_markdown,
+from lib.authorship import grouped_bootstrap
+from lib.eval_judge import (MIN_REAL_WORDS, build_comparisons, judge_endpoint, judge_markdown,
                             judge_messages, judge_rates, pair_order, parse_verdict, run_judge)
 from lib.llama_server import embedded_llama_server
 from lib.params import load_params
@@ -71,9 +72,9 @@ def test_rates_and_cis_on_hand_made_verdicts():
 
 
 def test_bootstrap_keeps_a_questions_verdicts_together():
-    assert bootstrap_share([]) == (None, None, None) and bootstrap_share([[], []]) == (None, None, None)
+    assert grouped_bootstrap([]) == (None, None, None) and grouped_bootstrap([[], []]) == (None, None, None)
     # two questions, each all-or-nothing over its seeds: a resample has a mean of 0, 0.5 or 1
-    rate, low, high = bootstrap_share([[1, 1, 1], [0, 0, 0]], draws=400, seed=3)
+    rate, low, high = grouped_bootstrap([[1, 1, 1], [0, 0, 0]], draws=400, seed=3)
     assert rate == 0.5 and (low, high) == (0.0, 1.0)
 
 
