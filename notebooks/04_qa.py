@@ -257,7 +257,7 @@ print(f"near duplicates removed: {len(duplicates)}")
 # %%
 if "identity" in qa_params["sources"]:
     n_identity = qa_identity.identity_target(len(kept), qa_params["identity_share"], qa_params["identity_count"])
-    records["identity"] = qa_identity.identity_conversations(card, NAME, n_identity, qa_params["seed"], SYSTEM)
+    records["identity"] = every_identity_question[:n_identity]  # the first n of the same seeded draw
     print(f"identity: {len(records['identity'])} conversations ({qa_params['identity_share']:.0%} of the data asked, "
           f"at least {qa_params['identity_count']}) from card keys {sorted(card)}")
     if qa_identity.unused_card_keys(card):

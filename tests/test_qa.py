@@ -201,6 +201,14 @@ def test_identity_answers_to_are_you_an_ai_name_the_person_and_pass_07s_verdict(
         assert identity_verdict(record["messages"][1]["content"], "Paul Graham")["ok"], record
 
 
+def test_fewer_identity_conversations_are_the_first_of_the_whole_draw():
+    """04 draws every identity question once (the near-duplicate reference) and keeps its first n."""
+    card = load_params("trump", "cpu")["persona"]["profile_card"]
+    every = qa_identity.identity_conversations(card, "Donald Trump", 10_000, 1234, "sys")
+    for n in (6, 20, 150):
+        assert qa_identity.identity_conversations(card, "Donald Trump", n, 1234, "sys") == every[:n]
+
+
 def test_identity_target_makes_identity_its_share_of_the_data():
     assert qa_identity.identity_target(600, 0.2, 20) == 150   # 150 of 750
     assert qa_identity.identity_target(60, 0.2, 20) == 20     # the minimum
