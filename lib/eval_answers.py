@@ -113,21 +113,23 @@ def group_seed(seed: int, ids: list[str]) -> int:
 
 def answer_with_transformers(model, tokenizer, system: System, todo: list[tuple[dict, int, str]], params: dict,
                              out_path: Path, progress) -> None:
-    """Answer (prompt, seed, key) items. Items are grouped by seed, task and length and
-    generated in batches of evaluate.batch_size; each finished group is appended to out_path."""
+    """Answer (prompt, seed, key) items. Items are grouped by seed and length (prompts of
+    different tasks share batches) and generated in batches of evaluate.batch_size; each
+    finished group is appended to out_path."""
     from lib.models import generate_texts
 
     ev, system_prompt = params["evaluate"], params["persona"]["system_prompt"]
     groups: dict[tuple, list] = {}
     for prompt, seed, key in todo:
         from_header = prompt["task"] == "title" and system.writes_from_headers
-        groups.setdefault((seed, prompt["task"], prompt["max_new_tokens"], from_header), []).append((prompt, key))
-    for (seed, task, max_new_tokens, from_header), items in groups.items():
+        groups.setdefault((seed, prompt["max_new_tokens"], from_header), []).append((prompt, key))
+    for (seed, max_new_tokens, from_header), items in groups.items():
+        tasks = "+".join(dict.fromkeys(p["task"] for p, _ in items))
         texts = generate_texts(
             model, tokenizer, [transformers_prompt(tokenizer, p, system, system_prompt) for p, _ in items],
             max_new_tokens, temperature=ev["temperature"], top_p=ev["top_p"],
             repetition_penalty=ev["repetition_penalty"], seed=group_seed(seed, [p["id"] for p, _ in items]),
-            batch_size=ev["batch_size"], desc=f"{system.name} {task} seed {seed}")
+            batch_size=ev["batch_size"], desc=f"{system.name} {tasks} seed {seed}")
         if from_header:  # a completion model does not stop at the end of a document: cut at the next one's header
             texts = [text.split("\nTitle: ")[0].strip() for text in texts]
         append_answers(out_path, [answer_record(system, p, seed, key, text) for (p, key), text in zip(items, texts)])

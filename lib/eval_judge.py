@@ -10,13 +10,12 @@ the real one. The share of verdicts that say "A" is the position-bias check: a j
 mostly says "A" (or "B") whatever it is shown is guessing by position.
 
 The real answer (what "the person's real one" is):
-- interview personas: 07's knowledge prompts (lib.eval_prompts.build_prompts), real
-  interviewer questions from held-out interviews; the real answer is the person's own
-  answer to that question (the prompt's "reference");
+- 07's knowledge prompts (lib.eval_prompts.build_prompts): real interviewer questions from
+  held-out interviews, and 04's questions written for passages of held-out essays; the real
+  answer is the person's own answer to that question, or the passage (the prompt's "reference");
 - essay personas: 07's title prompts ('Write your essay "<title>".'); the real answer is the
   opening of the real held-out essay cut to the same number of words as the system's answer
-  (at least MIN_REAL_WORDS), so that length gives nothing away. When an essay persona has
-  knowledge prompts too (held-out interviews among its documents) they are judged the same way.
+  (at least MIN_REAL_WORDS), so that length gives nothing away.
 Identity probes and the fixed questions have no real answer and are not judged; an empty
 answer is not sent (counted as skipped_empty).
 

@@ -4,7 +4,7 @@ The person's real answers are, for interviews, their answers to real questions i
 held-out interviews (lib.qa_sources.interview_exchanges, any length); for essays, the held-out
 essays cut into 04's passages (lib.qa_sources.essay_passages with the qa params), the unit of text
 the chat model is taught to answer with. A system's answers are those to the fixed and the
-held-out interview questions (tasks "questions" and "knowledge"), not the identity probes
+held-out questions (tasks "questions" and "knowledge"), not the identity probes
 or the title round trip. Lengths are words (whitespace-separated). The distance between two
 length distributions is the two-sample Kolmogorov-Smirnov statistic (scipy.stats.ks_2samp):
 0 when they match, 1 when every answer of one is shorter than every answer of the other.

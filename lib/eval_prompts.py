@@ -1,5 +1,6 @@
 """07's prompts: the persona's fixed questions, real interviewer questions from held-out
-interviews (knowledge), held-out essay titles (title round trip), and the identity probes
+interviews and 04's backtranslated questions on held-out essay passages (knowledge: each has
+the person's real answer), held-out essay titles (title round trip), and the identity probes
 (lib.eval_identity), each {"task", "id", "question", "max_new_tokens", ...}.
 """
 from __future__ import annotations
@@ -31,9 +32,12 @@ def knowledge_exchanges(heldout_docs: list[dict], count: int, min_answer_words: 
     return chosen[:count]
 
 
-def build_prompts(heldout_docs: list[dict], questions: list[str], ev: dict) -> list[dict]:
+def build_prompts(heldout_docs: list[dict], questions: list[str], ev: dict,
+                  heldout_questions: list[dict] = ()) -> list[dict]:
     """Every prompt of the evaluation, the same for every system:
-    {"task", "id", "question", "header" (title task only), "reference" (knowledge/title), "max_new_tokens"}."""
+    {"task", "id", "question", "header" (title task only), "reference" (knowledge/title), "max_new_tokens"}.
+    heldout_questions: 04's questions on held-out essay passages ({"doc_id", "question",
+    "answer"}, heldout_questions.jsonl), asked as knowledge prompts whose reference is the passage."""
     prompts = identity_prompts(ev["identity_phrasings"], ev["identity_adversarial"], ev["identity_max_new_tokens"])
     prompts += [{"task": "questions", "id": f"question-{i:02d}", "question": q, "max_new_tokens": ev["max_new_tokens"]}
                 for i, q in enumerate(questions)]
@@ -44,4 +48,7 @@ def build_prompts(heldout_docs: list[dict], questions: list[str], ev: dict) -> l
     for i, ex in enumerate(knowledge_exchanges(heldout_docs, ev["interview_questions"])):
         prompts.append({"task": "knowledge", "id": f"knowledge-{ex['doc_id']}-{ex['index']}", "question": ex["question"],
                         "reference": ex["answer"], "max_new_tokens": ev["max_new_tokens"]})
+    for i, item in enumerate(heldout_questions):
+        prompts.append({"task": "knowledge", "id": f"knowledge-{item['doc_id']}-passage-{i:02d}",
+                        "question": item["question"], "reference": item["answer"], "max_new_tokens": ev["max_new_tokens"]})
     return prompts

@@ -28,8 +28,8 @@ MEASURES = [
 
 
 def measures_present(metrics: dict) -> list[tuple[str, str, str]]:
-    """The MEASURES that have a value for at least one system (knowledge only for interview
-    personas, title only for essay personas)."""
+    """The MEASURES that have a value for at least one system (knowledge where there are
+    held-out questions, title only for essay personas)."""
     return [m for m in MEASURES if any(v is not None for v in metrics.get(m[0], {}).values())]
 
 
@@ -130,7 +130,8 @@ def render_report(*, persona_name: str, persona: str, profile: str, systems: lis
         "text (the other half of its paragraphs) is 1, then averaged. Each system is compared at its own "
         "length (the three texts in pieces of the same number of words), so its score does not depend on "
         f"the other systems; under {MIN_STYLE_WORDS} words there is no score (–).",
-        "- knowledge / title ROUGE-L: overlap with the person's real answer to a held-out interview question, "
+        "- knowledge / title ROUGE-L: overlap with the person's real answer to a held-out question "
+        "(from an interview, or 04's question on a held-out essay passage), "
         "or with the opening of the real essay of a held-out title; title style score: the style score of "
         "those essays alone (the completion model writes them from the document header it was trained on).",
         "- distinct-2, repeated 3-gram rate, tic rate: degeneration, on every answer except identity probes; "
@@ -163,7 +164,8 @@ def render_report(*, persona_name: str, persona: str, profile: str, systems: lis
             why = ("claims to be " + j["other_identity"]) if j["other_identity"] else \
                   ("says " + repr(j["ai_claim"])) if j["ai_claim"] else "does not give the name"
             lines.append(f"  - {j['question']!r} -> {' '.join(j['answer'].split())[:160]!r} ({why})")
-    for task, heading in (("knowledge", "Held-out interview questions"), ("title", "Essays from held-out titles")):
+    for task, heading in (("knowledge", "Held-out questions, with the person's real answer"),
+                          ("title", "Essays from held-out titles")):
         pairs = answers_by_prompt(answers, task, seed)
         if not pairs:
             continue

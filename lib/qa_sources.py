@@ -180,6 +180,19 @@ def backtranslation_passages(documents: list[dict], min_words: int, max_words: i
     return passages
 
 
+def heldout_question_passages(documents: list[Document], heldout_ids, min_words: int, max_words: int,
+                               target_words: int, count: int, seed: int) -> list[dict]:
+    """Passages of 02's held-out essays (essay_passages), for questions that only 07 asks:
+    their real answer is the person's held-out text, as a held-out interview's answers are.
+    Never chat data. At most `count` (0 = none), a seeded sample kept in document order."""
+    heldout = set(heldout_ids)
+    essays = [doc for doc in documents if doc["id"] in heldout and doc.get("kind") != "interview"]
+    passages = [p for doc in essays for p in essay_passages(doc, min_words, max_words, target_words)]
+    if len(passages) > count:
+        passages = [passages[i] for i in sorted(random.Random(seed).sample(range(len(passages)), count))]
+    return passages
+
+
 def backtranslation_messages(passage: dict, persona_name: str) -> list[dict]:
     """The prompt that asks an LLM for the question a passage answers. Plain enough for the
     embedded 135M model, which otherwise tends to edit or discuss the passage instead."""

@@ -11,9 +11,10 @@
 # %% [markdown]
 # # 04 QA — chat data whose answers are the person's own words
 # Reads `runs/<persona>/01_scrape/documents.jsonl` and `runs/<persona>/02_split/split.json`
-# (held-out documents are never used); writes `conversations.jsonl`
-# (`{"messages": [...], "source", "doc_id"}`), the request cache `llm_cache.jsonl`, the
-# local server's log and `metrics.json` to `runs/<persona>/04_qa/`.
+# (held-out documents never reach the chat data); writes `conversations.jsonl`
+# (`{"messages": [...], "source", "doc_id"}`), 07's questions on the held-out essays
+# `heldout_questions.jsonl` (`{"doc_id", "question", "answer"}`), the request cache
+# `llm_cache.jsonl`, the local server's log and `metrics.json` to `runs/<persona>/04_qa/`.
 #
 # The original hand-run project asked an LLM to answer "as Paul Graham". The answers said
 # "friend" and "Ah," all the time, came wrapped in quotes, gave advice the real person would
@@ -121,6 +122,11 @@ card = params["persona"]["profile_card"]  # not empty when identity is a source 
 # Essays are cut into passages of about `qa.passage_words` words at paragraph ends;
 # interview answers that no real question asks for become passages too. The passage
 # itself (footnote markers and stage directions removed, nothing rewritten) is the answer.
+#
+# Up to `qa.heldout_questions` passages of the *held-out* essays get a question the same
+# way, for 07 alone: a question whose real answer is the person's unseen passage, as a
+# held-out interview gives an interview persona. They go to `heldout_questions.jsonl`,
+# never to the chat data.
 
 # %%
 passages, jobs = [], []
@@ -131,6 +137,11 @@ if "backtranslation" in qa_params["sources"]:
     jobs += [("backtranslation", p, qa_sources.backtranslation_messages(p, NAME)) for p in passages]
     print(f"backtranslation: {len(passages)} passages "
           f"(median {sorted(word_count(p['text']) for p in passages)[len(passages) // 2] if passages else 0} words)")
+heldout_passages = qa_sources.heldout_question_passages(
+    documents, split["heldout_ids"], qa_params["min_answer_words"], qa_params["max_answer_words"],
+    qa_params["passage_words"], qa_params["heldout_questions"], qa_params["seed"])
+jobs += [("heldout_questions", p, qa_sources.backtranslation_messages(p, NAME)) for p in heldout_passages]
+print(f"held-out essays: {len(heldout_passages)} passages to write questions for, for 07 only (never trained on)")
 if "llm_answers" in qa_params["sources"]:
     jobs += [("llm_answers", {"prompt": prompt, "doc_id": None}, qa_sources.llm_answer_messages(prompt, NAME, SYSTEM))
              for prompt in qa_params["llm_answer_prompts"]]
@@ -183,7 +194,7 @@ removed = collections.defaultdict(collections.Counter)
 fixed = collections.defaultdict(collections.Counter)
 generated = []  # (source, record, generated text, what it was written from)
 for (source, item, _), result in zip(jobs, results):
-    if source == "backtranslation":
+    if source in ("backtranslation", "heldout_questions"):
         text, reason, flags = qa_clean.clean_question(result["content"], qa_params["max_question_words"], NAME)
         turns, grounding = [(text, item["text"])], item["text"]
     else:
@@ -219,11 +230,14 @@ for row in tics[:20]:
 if not tics:
     print(f"(no ungrounded phrase is in {qa_params['tic_min_count']} or more generated texts)")
 tic_removed = collections.Counter()
+heldout_questions = []  # for 07 only
 for source, record, text, grounding in generated:
     tic = tic_in(text, tics, grounding)
     if tic:
         removed[source]["tic"] += 1
         tic_removed[tic] += 1
+    elif source == "heldout_questions":
+        heldout_questions.append({"doc_id": record["doc_id"], "question": text, "answer": grounding})
     else:
         records[source].append(record)
 print(f"removed for tics: {dict(tic_removed) or 'none'}")
@@ -288,6 +302,7 @@ for source in qa_sources.SOURCES:
 if not conversations:
     raise RuntimeError(f"no conversations for persona {persona!r}: every source came out empty (see above)")
 write_jsonl(OUT / "conversations.jsonl", conversations)
+write_jsonl(OUT / "heldout_questions.jsonl", heldout_questions)
 metrics = {
     "conversations": len(conversations),
     "by_source": {source: by_source.get(source, 0) for source in qa_params["sources"]},
@@ -296,6 +311,7 @@ metrics = {
     "tics": [{k: v for k, v in row.items() if k != "key"} for row in tics if row["tic"]],
     "tic_removed": dict(tic_removed),
     "passages": len(passages),
+    "heldout_questions": len(heldout_questions),
     "requests": request_counts,
     "generator": generator,
     "system_prompt": bool(SYSTEM),

@@ -98,12 +98,15 @@ for system in systems:
 # %% [markdown]
 # ## Prompts
 # The same for every system, each answered once per seed: identity probes, the persona's fixed
-# questions, and held-out interview questions (interview personas) or held-out essay titles
-# (essay personas).
+# questions, and questions whose real answer is the person's held-out text (knowledge):
+# held-out interview questions (interview personas), and 04's questions written for passages
+# of the held-out essays (essay personas), with the held-out essay titles.
 
 # %%
 questions = read_questions(ROOT / eval_params["questions_file"])
-prompts = eval_prompts.build_prompts(heldout_docs, questions, eval_params)
+heldout_questions_file = require_stage(persona, "04_qa") / "heldout_questions.jsonl"
+heldout_questions = read_jsonl(heldout_questions_file) if heldout_questions_file.is_file() else []
+prompts = eval_prompts.build_prompts(heldout_docs, questions, eval_params, heldout_questions)
 print(dict(collections.Counter(p["task"] for p in prompts)), f"x seeds {eval_params['seeds']}")
 for p in prompts[:2] + [p for p in prompts if p["task"] in ("knowledge", "title")][:2]:
     print(f"  [{p['task']}] {p['question'][:120]}")
@@ -154,7 +157,7 @@ display(Markdown(identity_markdown(identity)))
 
 # %% [markdown]
 # ## How long are the answers?
-# Word counts of each system's answers to questions (the fixed ones and held-out interview
+# Word counts of each system's answers to questions (the fixed ones and the held-out
 # questions), beside the person's real answers in the held-out documents; KS is the
 # Kolmogorov-Smirnov distance between the two length distributions (0: the same).
 

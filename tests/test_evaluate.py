@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conftest import PYTHON, ROOT
-from lib import eval_answers, eval_prompts, eval_report, eval_scores, eval_systems, progress_log
+from lib import eval_answers, eval_prompts, eval_report, eval_scores, eval_systems, progress_log, qa_sources
 from lib.eval_systems import BASELINE, System
 from lib.models import embedded_gguf_path
 from lib.params import load_params, read_questions
@@ -104,6 +104,16 @@ def test_build_prompts(pg_docs, trump_docs, params):
     trump_prompts = eval_prompts.build_prompts(trump_docs[:2], ["Who are you?"], ev)
     assert [p["task"] for p in trump_prompts].count("knowledge") == 3
     assert not [p for p in trump_prompts if p["task"] == "title"]
+    # 04's questions on held-out essay passages: knowledge prompts whose reference is the passage
+    passages = qa_sources.essay_passages(pg_docs[0], 25, 350, 120)[:2]
+    asked = [{"doc_id": p["doc_id"], "question": f"Why {i}?", "answer": p["text"]} for i, p in enumerate(passages)]
+    with_questions = eval_prompts.build_prompts(pg_docs[:3], ["Who are you?"], ev, asked)
+    assert with_questions[:len(pg_prompts)] == pg_prompts
+    knowledge = with_questions[len(pg_prompts):]
+    assert [(p["task"], p["question"], p["reference"]) for p in knowledge] == \
+        [("knowledge", a["question"], a["answer"]) for a in asked]
+    assert len({p["id"] for p in with_questions}) == len(with_questions)
+    assert all(p["max_new_tokens"] == 12 for p in knowledge)
 
 
 def test_find_quant(tmp_path):

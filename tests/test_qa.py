@@ -139,6 +139,21 @@ def test_heldout_documents_are_never_used(pg_docs, trump_docs):
         qa_sources.training_documents(documents[:2], [d["id"] for d in documents[:2]])
 
 
+def test_heldout_question_passages_come_only_from_heldout_essays(pg_docs, trump_docs):
+    """07's questions on held-out essays: passages of the held-out essays only (a held-out
+    interview gives its own real questions), at most `count`, the same seeded choice each time."""
+    documents = pg_docs + trump_docs
+    heldout = ["pg-137", "trump-politico"]
+    every = qa_sources.heldout_question_passages(documents, heldout, 25, 350, 120, 100, 1)
+    assert every == qa_sources.essay_passages(next(d for d in pg_docs if d["id"] == "pg-137"), 25, 350, 120)
+    assert len(every) >= 4 and {p["doc_id"] for p in every} == {"pg-137"}
+    three = qa_sources.heldout_question_passages(documents, heldout, 25, 350, 120, 3, 1)
+    assert len(three) == 3 and all(p in every for p in three)
+    assert three == qa_sources.heldout_question_passages(documents, heldout, 25, 350, 120, 3, 1)
+    assert qa_sources.heldout_question_passages(documents, heldout, 25, 350, 120, 0, 1) == []
+    assert qa_sources.heldout_question_passages(documents, ["trump-politico"], 25, 350, 120, 100, 1) == []
+
+
 def test_bad_documents_are_a_clear_error(pg_docs, trump_docs):
     qa_sources.check_documents(pg_docs + trump_docs, "docs.jsonl")
     broken = [dict(pg_docs[0]), dict(trump_docs[0], turns=[{"speaker": "X", "text": "hi"}])]
