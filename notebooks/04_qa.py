@@ -168,7 +168,8 @@ if jobs:
         endpoint = endpoint_from_params(qa_params, server.base_url if server else None, server.model if server else None)
         generator = {"base_url": qa_params["base_url"] or f"local llama.cpp server ({server.model})", "model": endpoint.model}
         print(f"generator: {generator['base_url']}, model {endpoint.model}")
-        max_tokens = {"backtranslation": qa_params["max_new_tokens"], "llm_answers": 2 * qa_params["max_answer_words"]}
+        max_tokens = {"backtranslation": qa_params["max_new_tokens"], "heldout_questions": qa_params["max_new_tokens"],
+                      "llm_answers": 2 * qa_params["max_answer_words"]}
         bodies = [chat_request(endpoint.model, messages, qa_params["temperature"], max_tokens[source], qa_params["seed"])
                   for source, _, messages in jobs]
         results = complete_all(bodies, endpoint, OUT / "llm_cache.jsonl", qa_params["concurrency"], qa_params["retries"],
