@@ -124,6 +124,8 @@ def start_llama_server(gguf_path: Path, model_alias: str, log_path: Path, n_ctx:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     with open(log_path, "ab") as log:
+        log.write(f"# {' '.join(command)}\n".encode())  # the threads it was given, among the rest
+        log.flush()
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = LlamaServer(process, f"http://127.0.0.1:{port}/v1", model_alias, log_path)
