@@ -123,8 +123,8 @@ def base_model_text(prompts: list[str], system_prompt: str, embedded_model: str,
     persona's system prompt, sampled as 07 samples the prompted base: temperature 0.7, top-p
     0.9, repetition penalty 1.1 on generated tokens), `batch` prompts generated together and
     cached in `cache` one batch at a time (a killed build resumes), each keyed by everything
-    that makes it. Batched transformers made 40 answers in about 80 s on 2 cores, where
-    llama.cpp one at a time took 200 s (PROGRESS 2026-12-01 00:40)."""
+    that makes it. Batched transformers made 40 answers in about 90 s on 2 cores, where
+    llama.cpp one at a time took about 200 s (PROGRESS, PG runs 2026-12-01 00:31 and 00:50)."""
     from lib.chat_template import chat_prompt
     from lib.models import generate_texts, load_with_adapters
 
