@@ -9,7 +9,7 @@ What it is trained on, and never more:
 - impostors: the other personas' committed snapshots (params/<other>.yaml, read offline)
   less the documents their own 02 split holds out (so no verifier ever trains on any
   persona's held-out text), and the base model's own text: the embedded model
-  (qa.embedded_model, in transformers) answering prompts made from the person's training
+  (qa.embedded_model, through llama.cpp) answering prompts made from the person's training
   documents (their titles; for interviews, the interviewers' questions) under the persona's
   system prompt: the right topic in the wrong voice. Never 07's evaluation prompts.
 
@@ -118,36 +118,30 @@ def base_model_prompts(train_docs: list[dict], count: int, seed: int, qa_params:
 
 
 def base_model_text(prompts: list[str], system_prompt: str, embedded_model: str, cache: Path,
-                    batch: int = 16, seed: int = 1234) -> list[str]:
-    """The embedded model's answers to the prompts (transformers, its own chat template, the
-    persona's system prompt, sampled as 07 samples the prompted base: temperature 0.7, top-p
-    0.9, repetition penalty 1.1 on generated tokens), `batch` prompts generated together and
-    cached in `cache` one batch at a time (a killed build resumes), each keyed by everything
-    that makes it. Batched transformers made 40 answers in about 90 s on 2 cores, where
-    llama.cpp one at a time took about 200 s (PROGRESS, PG runs 2026-12-01 00:31 and 00:50)."""
-    from lib.chat_template import chat_prompt
-    from lib.models import generate_texts, load_with_adapters
+                    batch: int = 8, seed: int = 1234) -> list[str]:
+    """The embedded model's answers to the prompts (llama.cpp, its own chat template, the
+    persona's system prompt), cached in `cache` one batch at a time (a killed build resumes),
+    each keyed by everything that makes it."""
+    from lib.gguf_checks import chat_with_gguf
+    from lib.models import embedded_gguf_path
 
     def key(prompt: str) -> str:
-        made_by = ["transformers", embedded_model, system_prompt, BASE_MAX_TOKENS, seed, prompt]
+        made_by = [embedded_model, system_prompt, BASE_MAX_TOKENS, seed, prompt]
         return json_digest(made_by, 24)
 
     done = {r["key"]: r["text"] for r in read_jsonl(cache) if "key" in r} if cache.is_file() else {}
     todo = [p for p in prompts if key(p) not in done]
-    model = tokenizer = None
+    gguf = embedded_gguf_path(embedded_model)
     for start in range(0, len(todo), batch):
-        if model is None:
-            model, tokenizer = load_with_adapters(f"embedded:{embedded_model}", [], {"dtype": "auto"})
         chunk = todo[start:start + batch]
-        texts = generate_texts(model, tokenizer, [chat_prompt(tokenizer, p, system_prompt) for p in chunk],
-                               BASE_MAX_TOKENS, seed=int(json_digest([seed, chunk], 8), 16), batch_size=batch,
-                               desc="base model text")  # the batch's seed depends on its prompts only: resumes sample alike
+        conversations = [[{"role": "system", "content": system_prompt}, {"role": "user", "content": p}] for p in chunk]
+        replies = chat_with_gguf(gguf, conversations, BASE_MAX_TOKENS, seed=seed)
         cache.parent.mkdir(parents=True, exist_ok=True)
         with open(cache, "a", encoding="utf-8") as handle:
-            for prompt, text in zip(chunk, texts):
-                record = {"key": key(prompt), "prompt": prompt, "text": text}
+            for prompt, reply in zip(chunk, replies):
+                record = {"key": key(prompt), "prompt": prompt, "text": reply["text"]}
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-                done[record["key"]] = text
+                done[record["key"]] = reply["text"]
         print(f"base model text: {min(start + batch, len(todo))}/{len(todo)} answers", file=sys.stderr)
     return [done[key(p)] for p in prompts]
 
