@@ -174,10 +174,15 @@ def backtranslation_passages(documents: list[dict], min_words: int, max_words: i
             passages += interview_passages(doc, used, min_words, max_words)
         else:
             passages += essay_passages(doc, min_words, max_words, target_words)
-    if max_passages and len(passages) > max_passages:
-        chosen = sorted(random.Random(seed).sample(range(len(passages)), max_passages))
-        passages = [passages[i] for i in chosen]
-    return passages
+    return sample_in_order(passages, max_passages, seed) if max_passages else passages
+
+
+def sample_in_order(items: list, count: int, seed: int) -> list:
+    """At most `count` of items: all of them when there are no more, else a seeded sample
+    kept in the items' order."""
+    if len(items) <= count:
+        return items
+    return [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), count))]
 
 
 def heldout_question_passages(documents: list[Document], heldout_ids, min_words: int, max_words: int,
@@ -187,10 +192,8 @@ def heldout_question_passages(documents: list[Document], heldout_ids, min_words:
     Never chat data. At most `count` (0 = none), a seeded sample kept in document order."""
     heldout = set(heldout_ids)
     essays = [doc for doc in documents if doc["id"] in heldout and doc.get("kind") != "interview"]
-    passages = [p for doc in essays for p in essay_passages(doc, min_words, max_words, target_words)]
-    if len(passages) > count:
-        passages = [passages[i] for i in sorted(random.Random(seed).sample(range(len(passages)), count))]
-    return passages
+    return sample_in_order([p for doc in essays for p in essay_passages(doc, min_words, max_words, target_words)],
+                           count, seed)
 
 
 def backtranslation_messages(passage: dict, persona_name: str) -> list[dict]:
