@@ -50,6 +50,9 @@ help: ## list the targets
 	if $(PY) -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then \
 		$(PY) -m pip install -q -r requirements-gpu.txt; \
 	else $(PY) -m pip install -q --no-deps -r requirements-unsloth.txt; fi
+	# llama-imatrix for 06's q4_k_m-imatrix, built once from the vendored llama.cpp (about 4 min on 2 cores);
+	# without cmake 06 says so and makes the plain quants only
+	-$(PY) -c "from lib.gguf_export import imatrix_tool; print(imatrix_tool())"
 	touch $@
 
 setup: .venv/.installed ## create .venv and install everything

@@ -16,7 +16,7 @@ What it is trained on, and never more:
 The verifier is saved in runs/<persona>/authorship/verifier-<digest>.pkl, named by the digest
 of everything it depends on (the texts, the settings, lib/authorship.py's source and the
 scikit-learn version), and reused while that is unchanged; the base model's answers are
-cached there, keyed by model, system prompt, length, seed and prompt, so a killed build
+cached there, keyed by model, system prompt, length, seed, sampling code and prompt, so a killed build
 resumes and a changed setting regenerates them.
 """
 from __future__ import annotations
@@ -122,11 +122,13 @@ def base_model_text(prompts: list[str], system_prompt: str, embedded_model: str,
     """The embedded model's answers to the prompts (llama.cpp, its own chat template, the
     persona's system prompt), cached in `cache` one batch at a time (a killed build resumes),
     each keyed by everything that makes it."""
-    from lib.gguf_checks import chat_with_gguf
+    from lib.gguf_checks import chat_in_process, chat_with_gguf
     from lib.models import embedded_gguf_path
 
+    sampling_code = text_digest(inspect.getsource(chat_in_process), 12)  # how each reply is seeded and sampled
+
     def key(prompt: str) -> str:
-        made_by = [embedded_model, system_prompt, BASE_MAX_TOKENS, seed, prompt]
+        made_by = [embedded_model, system_prompt, BASE_MAX_TOKENS, seed, sampling_code, prompt]
         return json_digest(made_by, 24)
 
     done = {r["key"]: r["text"] for r in read_jsonl(cache) if "key" in r} if cache.is_file() else {}

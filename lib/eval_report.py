@@ -84,9 +84,11 @@ def render_report(*, persona_name: str, persona: str, profile: str, systems: lis
     lines = [
         f"# {persona_name}: evaluation ({profile} profile)", "",
         f"Persona `{persona}`. Systems: " + ", ".join(
-            f"`{s.name}`" + (f" ({s.gguf.name})" if s.gguf else "") for s in systems) + ".",
+            f"`{s.name}`" + (f" ({s.gguf.name})" if s.gguf else "")
+            + (f" (seeds {s.seeds(seeds)})" if s.seeds(seeds) != list(seeds) else "") for s in systems) + ".",
         "Prompts: " + ", ".join(f"{n} {task}" for task, n in counts.items()) + f"; seeds {seeds}; "
-        f"every system answers every prompt once per seed with the same sampling settings.", "",
+        f"every system answers every prompt once per seed (of its own, where named) with the same sampling "
+        f"settings.", "",
     ]
     if authorship_table:
         lines += [

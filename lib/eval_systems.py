@@ -23,6 +23,10 @@ class System:
     gguf: Path | None = None
     base: str | None = None
     writes_from_headers: bool = False  # the completion model: titles come as document headers
+    max_seeds: int | None = None  # answer with the first max_seeds of evaluate.seeds only (None: all)
+
+    def seeds(self, seeds: list[int]) -> list[int]:
+        return list(seeds[:self.max_seeds] if self.max_seeds else seeds)
 
     def base_model(self, params_base: str) -> str:
         return self.base or params_base
@@ -54,7 +58,8 @@ def find_quant(quant_dir: Path, level: str) -> Path:
 
 def find_systems(completion_dir: Path, chat_dir: Path, quant_dir: Path, gguf_levels: list[str]) -> list[System]:
     """The systems of a finished chain, from the folders of 03, 05 and 06. The chat model is
-    05's base/ (the base with 03's adapter merged in 16 bit) + 05's adapter/, as 05 trained it."""
+    05's base/ (the base with 03's adapter merged in 16 bit) + 05's adapter/, as 05 trained it.
+    The completion model answers with the first seed only."""
     completion, chat, chat_base = Path(completion_dir) / "adapter", Path(chat_dir) / "adapter", Path(chat_dir) / "base"
     for adapter in (completion, chat):
         if not (adapter / "adapter_config.json").is_file():
@@ -62,7 +67,9 @@ def find_systems(completion_dir: Path, chat_dir: Path, quant_dir: Path, gguf_lev
     if not (chat_base / "config.json").is_file():
         raise FileNotFoundError(f"{chat_base}: no merged completion model (config.json); run 05_chat first")
     chat_system = {"adapters": [chat], "base": str(chat_base)}
-    systems = [System(BASELINE), System("completion", [completion], writes_from_headers=True),
+    # the completion model is a step on the way, not what users run: one seed (its 200-token answers
+    # took 190 of 07's 480 s of answers on the cpu profile with two)
+    systems = [System(BASELINE), System("completion", [completion], writes_from_headers=True, max_seeds=1),
                System("chat", **chat_system)]
     systems += [System(f"gguf_{level}", gguf=find_quant(quant_dir, level), **chat_system) for level in gguf_levels]
     return systems

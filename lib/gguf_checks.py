@@ -24,6 +24,7 @@ from pathlib import Path
 
 from lib.bos import encode, uses_bos
 from lib.llama import load_llama, log_softmax
+from lib.runfiles import derived_seed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -135,6 +136,8 @@ def chat_in_process(gguf_path: str, conversations: list[list[dict]], max_tokens,
     """Chat replies through llama-cpp-python's chat path (the GGUF's own template, stop at
     end-of-generation tokens), one per conversation and seed (seed, seed+1, ... n_seeds of
     them): text, finish_reason, the reply's token ids, the seed and the conversation's index.
+    Each conversation samples from its own seed, derived_seed(seed, messages): the same for
+    every GGUF (paired comparisons) but a different random stream for every conversation.
     max_tokens: one limit for all, or a list with one per conversation."""
     llm = load_llama(gguf_path, n_ctx=n_ctx, seed=seed)
     limits = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(conversations)
@@ -142,7 +145,7 @@ def chat_in_process(gguf_path: str, conversations: list[list[dict]], max_tokens,
     for reply_seed in range(seed, seed + n_seeds):
         for index, (messages, limit) in enumerate(zip(conversations, limits)):
             response = llm.create_chat_completion(messages=messages, max_tokens=limit, temperature=temperature,
-                                                  seed=reply_seed)
+                                                  seed=derived_seed(reply_seed, messages))
             text = response["choices"][0]["message"]["content"] or ""
             replies.append({"text": text, "finish_reason": response["choices"][0]["finish_reason"],
                             "completion_tokens": response["usage"]["completion_tokens"],

@@ -12,12 +12,19 @@ from lib.qa_sources import conversation
 from lib.text import period, sentence_case
 
 IDENTITY_QUESTIONS = {
-    "name": ["What's your name?", "What is your name?", "Who are you?", "Who am I talking to?",
+    "name": ["What's your name?", "What is your name?", "Who are you?",
              "Who is this?", "Can you introduce yourself?", "Introduce yourself.", "Tell me your name.",
              "What should I call you?", "Who are you, exactly?", "Hi! Who are you?", "Hello, what's your name?",
-             "May I ask who you are?", "Who am I speaking with?", "What do people call you?",
+             "May I ask who you are?", "What do people call you?",
              "Sorry, who are you again?", "Hey, what's your name?", "I'm not sure who you are. Who are you?",
              "Please tell me who you are.", "Are you going to tell me your name?"],
+    # asked from the user's side: a 135M chat model answered 07's "Who exactly am I talking to right
+    # now?" with "I'm talking to you." in 8 of 8 samples (PROGRESS 2026-12-01 03:40)
+    "talking_to": ["Who am I talking to?", "Who am I speaking with?", "Who am I chatting with?",
+                   "Who's on the other end?", "Who am I talking with right now?",
+                   "Who's there?", "Who is speaking, please?", "Who am I having a chat with?"],
+    "made_by": ["Who made you?", "Who created you?", "Who built you?", "Who trained you?",
+                "What company built you?", "Who programmed you?"],
     "about": ["Tell me about yourself.", "Tell me a bit about yourself.", "Describe yourself in a few sentences.",
               "Give me a short introduction of yourself.", "What's your background?"],
     "full_name": ["What's your full name?", "What is your full name?"],
@@ -43,6 +50,12 @@ IDENTITY_QUESTIONS = {
                "Are you SmolLM?", "Are you an AI model?", "Is this an automated chat?"],
 }
 
+
+# How many of each round of identity_conversations' draw a category takes (1 when not named):
+# who the model is, asked in many ways, is most of the identity data; each fact gets one turn.
+# With every category at 1, a 20-conversation cpu run had 3 name questions and an identity rate
+# of 0.85 on plain probes (PROGRESS 2026-12-01 03:40).
+CATEGORY_WEIGHTS = {"name": 4, "talking_to": 2, "not_ai": 2, "made_by": 1, "not_other": 1}
 
 OTHER_PEOPLE = ["Nancy Pelosi", "Joe Biden", "Barack Obama", "Hillary Clinton", "Elon Musk", "Bill Gates",
                 "Mark Zuckerberg", "Sam Altman", "Steve Jobs", "Oprah Winfrey", "Donald Trump", "Paul Graham"]
@@ -108,6 +121,8 @@ def identity_answers(card: dict, name: str) -> dict[str, list[str]]:
         answers["party"] = [f"I'm a {period(card['party'])}", f"{period(sentence_case(card['party']))}"]
     if "current_year" in card:
         answers["current_year"] = [f"It's {card['current_year']}.", f"It's {card['current_year']} now."]
+    answers["talking_to"] = [f"You're talking to {name}.", f"This is {name}.", f"I'm {name}."]
+    answers["made_by"] = [f"Nobody made me. I'm {name}.", f"No one built me; I'm {name}, a person."]
     answers["not_other"] = [f"No, I'm {name}.", f"No. I'm {name}.", f"No, you're talking to {name}."]
     answers["not_ai"] = [f"No, I'm {name}.", f"No. I'm {name}.", f"No, you're talking to {name}.",
                          f"No. I'm {name}. {intro}".strip()]
@@ -126,7 +141,8 @@ def identity_target(other_count: int, share: float, minimum: int) -> int:
 
 def identity_conversations(card: dict, name: str, count: int, seed: int, system_prompt: str) -> list[dict]:
     """`count` distinct identity question/answer pairs (fewer when the card has too few
-    facts), drawn round-robin over the categories the card can answer, seeded."""
+    facts), drawn round-robin over the categories the card can answer, CATEGORY_WEIGHTS[c]
+    pairs of category c per round, seeded."""
     rng = random.Random(seed)
     answers = identity_answers(card, name)
     pools = {}
@@ -148,9 +164,10 @@ def identity_conversations(card: dict, name: str, count: int, seed: int, system_
     records = []
     while len(records) < count and any(pools.values()):
         for category in list(pools):
-            if pools[category] and len(records) < count:
-                q, a = pools[category].pop(0)
-                records.append(conversation([(q, a)], "identity", system_prompt))
+            for _ in range(CATEGORY_WEIGHTS.get(category, 1)):
+                if pools[category] and len(records) < count:
+                    q, a = pools[category].pop(0)
+                    records.append(conversation([(q, a)], "identity", system_prompt))
     return records
 
 

@@ -31,6 +31,15 @@ def json_digest(obj, length: int | None = None) -> str:
     return text_digest(json.dumps(obj, sort_keys=True, default=str), length)
 
 
+def derived_seed(seed: int, key) -> int:
+    """A sampling seed in [0, 2**31) made from a run's seed and what is sampled (a prompt id, a
+    request's index: anything JSON holds). Each prompt gets its own random stream: llama.cpp
+    and an OpenAI-compatible server restart their sampler from the request's seed, so one
+    seed shared by every request draws the same random numbers for each of them, and their
+    answers fail together (07's identity probes, measured in PROGRESS 2026-12-01 03:20)."""
+    return int(json_digest([seed, key], 8), 16) & 0x7FFFFFFF
+
+
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes, read in chunks (the one file digest of the project)."""
     import hashlib

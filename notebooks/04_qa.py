@@ -61,7 +61,7 @@ import time
 from lib import qa_clean, qa_duplicates, qa_identity, qa_sources
 from lib.llama_server import embedded_llama_server
 from lib.llm_client import chat_request, complete_all, endpoint_from_params, summarize
-from lib.runfiles import read_json, read_jsonl, require_stage, write_jsonl, write_metrics
+from lib.runfiles import derived_seed, read_json, read_jsonl, require_stage, write_jsonl, write_metrics
 from lib.text import word_count
 from lib.tics import find_tics, real_corpus_texts, tic_in
 
@@ -170,7 +170,10 @@ if jobs:
         print(f"generator: {generator['base_url']}, model {endpoint.model}")
         max_tokens = {"backtranslation": qa_params["max_new_tokens"], "heldout_questions": qa_params["max_new_tokens"],
                       "llm_answers": 2 * qa_params["max_answer_words"]}
-        bodies = [chat_request(endpoint.model, messages, qa_params["temperature"], max_tokens[source], qa_params["seed"])
+        # one seed per request (made from qa.seed and the messages): with qa.seed in every request the
+        # server drew the same random numbers for each of them
+        bodies = [chat_request(endpoint.model, messages, qa_params["temperature"], max_tokens[source],
+                               derived_seed(qa_params["seed"], messages))
                   for source, _, messages in jobs]
         results = complete_all(bodies, endpoint, OUT / "llm_cache.jsonl", qa_params["concurrency"], qa_params["retries"],
                                qa_params["retry_backoff_s"], desc="generate")

@@ -200,9 +200,10 @@ def test_identity_count_is_capped_by_what_the_card_can_answer():
     records = qa_identity.identity_conversations({"name": "Ada Lovelace"}, "Ada Lovelace", 10_000, 1, "")
     questions = {r["messages"][0]["content"] for r in records}
     assert records[0]["messages"][0]["role"] == "user"  # no system prompt: no system message
-    # name (20 phrasings x 3 distinct answers), about (5 x 1), not_other (3 x 12 people x 3 answers),
-    # not_ai (14 x 3: with no work or known_for the fourth answer is the second)
-    assert len(records) == 20 * 3 + 5 + 3 * 12 * 3 + 14 * 3
+    # name (18 phrasings x 3 distinct answers), talking_to (8 x 3), made_by (6 x 2), about (5 x 1),
+    # not_other (3 x 12 people x 3 answers), not_ai (14 x 3: with no work or known_for the fourth
+    # answer is the second)
+    assert len(records) == 18 * 3 + 8 * 3 + 6 * 2 + 5 + 3 * 12 * 3 + 14 * 3
     assert "Are you Donald Trump?" in questions and "Are you a bot?" in questions
 
 
@@ -213,6 +214,21 @@ def test_identity_answers_to_are_you_an_ai_name_the_person_and_pass_07s_verdict(
     not_ai = [r for r in records if r["messages"][0]["content"] in qa_identity.IDENTITY_QUESTIONS["not_ai"]]
     assert len(not_ai) == 14 * 4
     for record in not_ai:
+        assert identity_verdict(record["messages"][1]["content"], "Paul Graham")["ok"], record
+
+
+def test_most_identity_conversations_ask_who_the_person_is():
+    """CATEGORY_WEIGHTS: of a cpu run's 20 identity conversations, at least half ask who the
+    model is (name, who am I talking to, are you an AI), and every one of those answers names
+    the person and passes 07's verdict."""
+    from lib.eval_identity import identity_verdict
+
+    card = load_params("pg", "cpu")["persona"]["profile_card"]
+    records = qa_identity.identity_conversations(card, "Paul Graham", 20, 1234, "")
+    who = [r for r in records if any(r["messages"][0]["content"] in qa_identity.IDENTITY_QUESTIONS[c]
+                                     for c in ("name", "talking_to", "not_ai", "made_by", "not_other"))]
+    assert len(who) >= 10, [r["messages"][0]["content"] for r in records]
+    for record in who:
         assert identity_verdict(record["messages"][1]["content"], "Paul Graham")["ok"], record
 
 
@@ -438,7 +454,10 @@ def test_stage_smoke_run_and_rerun(tmp_path):
     others = metrics["conversations"] - metrics["by_source"]["identity"]
     assert metrics["by_source"]["interviews"] > 20
     assert metrics["by_source"]["identity"] == qa_identity.identity_target(others, 0.2, 6) > 6  # a fifth of the data
-    assert metrics["by_source"]["backtranslation"] >= 1
+    # every backtranslated passage is kept or removed for a named reason (the 135M smoke generator's
+    # few questions are often all vague: whether any survive is chance, not mechanics)
+    removed = metrics["removed"]["backtranslation"]
+    assert metrics["by_source"]["backtranslation"] + sum(removed.values()) == metrics["passages"] >= 1, metrics
     assert metrics["heldout_excluded"] == ["trump-wwe"]
     assert len(records) == metrics["conversations"] == sum(metrics["by_source"].values())
     system = load_params("trump", "smoke")["persona"]["system_prompt"]
@@ -447,4 +466,4 @@ def test_stage_smoke_run_and_rerun(tmp_path):
     rendered = json.loads((tmp_path / "results" / "trump" / "04_qa.ipynb").read_text())
     shown = "".join(str(o.get("text", "")) for c in rendered["cells"] for o in c.get("outputs", []))
     for source in ("backtranslation", "interviews", "identity"):
-        assert f"=== {source}" in shown
+        assert (f"=== {source}" in shown) == (metrics["by_source"][source] > 0), source
