@@ -215,27 +215,43 @@ def fit_authorship_model(person_texts: list[str], impostor_texts: dict[str, list
 def system_authorship(model: AuthorshipModel, answers: list[str], prompts: list | None = None,
                       draws: int = DRAWS) -> dict:
     """A system's mean P(person) over its answers that are long enough to judge, with a
-    bootstrap 95% CI: {"p_person", "ci_low", "ci_high", "n", "too_short"}; p_person None when
-    no answer can be judged. prompts: the prompt id of each answer; the bootstrap resamples
-    prompts, keeping a prompt's answers (several seeds) together, since they are not
-    independent (default: every answer its own prompt)."""
+    bootstrap 95% CI: {"p_person", "ci_low", "ci_high", "n" (answers judged), "too_short",
+    "pooled"}; p_person None when no answer can be judged. prompts: the prompt id of each
+    answer; the bootstrap resamples prompts, keeping a prompt's answers (several seeds)
+    together, since they are not independent (default: every answer its own prompt).
+
+    A prompt none of whose answers is long enough alone is judged once on its answers joined
+    ("pooled" counts the answers judged that way): a person who answers in two sentences (Trump's
+    median real answer is 23 words, MIN_WORDS is 40) is then still judged, on all the system
+    wrote for that question."""
     prompts = list(range(len(answers))) if prompts is None else list(prompts)
     if len(prompts) != len(answers):
         raise ValueError(f"{len(answers)} answers but {len(prompts)} prompt ids")
     by_prompt: dict = {}
+    short: dict = {}
     for prompt, answer in zip(prompts, answers):
         try:
             score = float(model.window_probabilities(answer).mean())
         except TooShortError:
+            short.setdefault(prompt, []).append(answer)
             continue
         by_prompt.setdefault(prompt, []).append(score)  # a prompt none of whose answers is judged has no group
-    scores = [score for group in by_prompt.values() for score in group]
-    too_short = len(answers) - len(scores)
-    if not scores:
-        return {"p_person": None, "ci_low": None, "ci_high": None, "n": 0, "too_short": too_short}
+    judged = sum(len(group) for group in by_prompt.values())
+    pooled = 0
+    for prompt, texts in short.items():
+        if prompt in by_prompt or len(texts) < 2:
+            continue
+        try:
+            by_prompt[prompt] = [float(model.window_probabilities("\n\n".join(texts)).mean())]
+        except TooShortError:
+            continue
+        pooled += len(texts)
+    too_short = len(answers) - judged - pooled
+    if not by_prompt:
+        return {"p_person": None, "ci_low": None, "ci_high": None, "n": 0, "too_short": too_short, "pooled": 0}
     mean, low, high = grouped_bootstrap(list(by_prompt.values()), draws, model.seed)
     return {"p_person": round(mean, 4), "ci_low": round(low, 4), "ci_high": round(high, 4),
-            "n": len(scores), "too_short": too_short}
+            "n": judged + pooled, "too_short": too_short, "pooled": pooled}
 
 
 def distinguishability(system_texts: list[str], person_texts: list[str], keep: frozenset[str],

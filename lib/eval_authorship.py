@@ -194,7 +194,7 @@ def authorship_by_system(model: AuthorshipModel, answers_by_system: dict[str, li
                          heldout_texts: list[str]) -> dict[str, dict]:
     """07's authorship measures. answers_by_system: system -> [(prompt id, answer)]. Returns
     system -> {"p_person", "ci_low", "ci_high" (bootstrap over prompts), "n" (answers judged),
-    "too_short", "distinguishability" (against the person's held-out text)}; plus
+    "too_short", "pooled" (lib.authorship.system_authorship), "distinguishability" (against the person's held-out text)}; plus
     "own_text": the person's held-out text in windows of WINDOW_WORDS words, judged the same
     way (the ceiling), whose distinguishability is that of one half of the windows against
     the other (0.5 in expectation; cross-validated AUC on few windows runs below it)."""
@@ -218,13 +218,15 @@ def authorship_markdown(table: dict[str, dict]) -> str:
             return "–"
         return f"{row['p_person']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
 
-    lines = ["| system | P(person wrote it) [95% CI] | answers judged (too short) "
+    lines = ["| system | P(person wrote it) [95% CI] | answers judged (too short; pooled: judged joined with the "
+             "same prompt's other answers, each too short alone) "
              "| distinguishability (0.5 = indistinguishable) |",
              "|---|---:|---:|---:|"]
     for name, row in table.items():
         label = "person's own held-out text" if name == "own_text" else name
         d = row["distinguishability"]
-        lines.append(f"| {label} | {cell(row)} | {row['n']} ({row['too_short']}) | {'–' if d is None else f'{d:.2f}'} |")
+        judged = f"{row['n']}, {row['pooled']} pooled" if row.get("pooled") else f"{row['n']}"
+        lines.append(f"| {label} | {cell(row)} | {judged} ({row['too_short']}) | {'–' if d is None else f'{d:.2f}'} |")
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ IDENTITY_QUESTIONS = {
              "Sorry, who are you again?", "Hey, what's your name?", "I'm not sure who you are. Who are you?",
              "Please tell me who you are.", "Are you going to tell me your name?"],
     # asked from the user's side: a 135M chat model answered 07's "Who exactly am I talking to right
-    # now?" with "I'm talking to you." in 8 of 8 samples (PROGRESS 2026-12-01 03:40)
+    # now?" with "I'm talking to you." in 8 of 8 samples (PROGRESS 2026-12-01 03:05)
     "talking_to": ["Who am I talking to?", "Who am I speaking with?", "Who am I chatting with?",
                    "Who's on the other end?", "Who am I talking with right now?",
                    "Who's there?", "Who is speaking, please?", "Who am I having a chat with?"],
@@ -54,7 +54,7 @@ IDENTITY_QUESTIONS = {
 # How many of each round of identity_conversations' draw a category takes (1 when not named):
 # who the model is, asked in many ways, is most of the identity data; each fact gets one turn.
 # With every category at 1, a 20-conversation cpu run had 3 name questions and an identity rate
-# of 0.85 on plain probes (PROGRESS 2026-12-01 03:40).
+# of 0.85 on plain probes (PROGRESS 2026-12-01 03:05).
 CATEGORY_WEIGHTS = {"name": 4, "talking_to": 2, "not_ai": 2, "made_by": 1, "not_other": 1}
 
 OTHER_PEOPLE = ["Nancy Pelosi", "Joe Biden", "Barack Obama", "Hillary Clinton", "Elon Musk", "Bill Gates",

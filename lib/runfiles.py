@@ -36,7 +36,7 @@ def derived_seed(seed: int, key) -> int:
     request's index: anything JSON holds). Each prompt gets its own random stream: llama.cpp
     and an OpenAI-compatible server restart their sampler from the request's seed, so one
     seed shared by every request draws the same random numbers for each of them, and their
-    answers fail together (07's identity probes, measured in PROGRESS 2026-12-01 03:20)."""
+    answers fail together (07's identity probes, measured in PROGRESS 2026-12-01 03:05)."""
     return int(json_digest([seed, key], 8), 16) & 0x7FFFFFFF
 
 

@@ -116,15 +116,23 @@ def test_two_sampling_seeds_rank_systems_alike_where_their_cis_do_not_overlap(ve
 
 def test_a_prompt_whose_answers_are_all_too_short_is_left_out_of_the_bootstrap(verifier):
     """A chat model's one-line answers to some prompts: those prompts have no judged answer and
-    no bootstrap group (a cpu run of 2026-11-30 stopped 07 with ZeroDivisionError here)."""
+    no bootstrap group (a cpu run of 2026-11-30 stopped 07 with ZeroDivisionError here), unless
+    its answers joined are long enough."""
     persona, model, docs = verifier
     from lib.split import persona_text
 
-    long_answer = " ".join(persona_text(docs[persona]["heldout"][0]).split()[:120])
+    words = persona_text(docs[persona]["heldout"][0]).split()
+    long_answer = " ".join(words[:120])
     answers = ["I'm the person.", "Yes.", long_answer, long_answer, "Short again."]
     result = system_authorship(model, answers, ["p1", "p1", "p2", "p3", "p4"], draws=300)
-    assert result["n"] == 2 and result["too_short"] == 3
+    assert result["n"] == 2 and result["too_short"] == 3 and result["pooled"] == 0
     assert 0 <= result["ci_low"] <= result["p_person"] <= result["ci_high"] <= 1
+    # two seeds' answers to one prompt, each too short alone (30 words), are judged joined
+    halves = [" ".join(words[120:150]), " ".join(words[150:180])]
+    pooled = system_authorship(model, answers + halves, ["p1", "p1", "p2", "p3", "p4", "p5", "p5"], draws=300)
+    assert pooled["n"] == 4 and pooled["pooled"] == 2 and pooled["too_short"] == 3
+    if persona == "pg":  # the person's own words, joined, still read as the person's
+        assert pooled["p_person"] > 0.5, pooled
 
 
 def test_distinguishability_is_near_half_for_the_person_and_high_for_others(verifier):

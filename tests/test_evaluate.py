@@ -229,6 +229,23 @@ def test_gguf_answers_survive_a_kill(tmp_path):
     assert json.loads(resumed.stdout) == json.loads(uninterrupted.stdout)
 
 
+def test_gguf_answers_draw_their_own_random_numbers_per_prompt(tmp_path):
+    """One question under six prompt ids, one seed: llama.cpp restarts its sampler from the
+    request's seed, so with the seed itself in every request all six answers were the same
+    text (and 07's identity probes failed together: PROGRESS 2026-12-01 03:05)."""
+    from lib.runfiles import derived_seed
+
+    p = load_params("pg", "smoke")
+    p["evaluate"].update(seeds=[1], temperature=1.0, top_p=1.0)
+    prompts = [{"task": "questions", "id": f"q{i}", "question": "Tell me about your work.", "max_new_tokens": 16}
+               for i in range(6)]
+    system = System("gguf_q4_1", gguf=embedded_gguf_path("smollm2-135m-instruct"))
+    answers = [a["answer"] for a in eval_answers.run_system(system, prompts, [], p, tmp_path)["answers"]]
+    assert len(set(answers)) >= 3, answers
+    seeds = {derived_seed(1, f"q{i}") for i in range(6)}
+    assert len(seeds) == 6 and all(0 <= s < 2**31 for s in seeds) and derived_seed(1, "q0") == derived_seed(1, "q0")
+
+
 def test_gguf_sampling_penalizes_generated_tokens_only_and_scales_before_top_p():
     import numpy as np
 
