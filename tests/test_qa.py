@@ -219,14 +219,15 @@ def test_identity_answers_to_are_you_an_ai_name_the_person_and_pass_07s_verdict(
 
 def test_most_identity_conversations_ask_who_the_person_is():
     """CATEGORY_WEIGHTS: of a cpu run's 20 identity conversations, at least half ask who the
-    model is (name, who am I talking to, are you an AI), and every one of those answers names
-    the person and passes 07's verdict."""
+    model is (name, who am I talking to, are you an AI, who made you, are you someone else),
+    and every one of those answers names the person and passes 07's verdict."""
     from lib.eval_identity import identity_verdict
 
     card = load_params("pg", "cpu")["persona"]["profile_card"]
     records = qa_identity.identity_conversations(card, "Paul Graham", 20, 1234, "")
-    who = [r for r in records if any(r["messages"][0]["content"] in qa_identity.IDENTITY_QUESTIONS[c]
-                                     for c in ("name", "talking_to", "not_ai", "made_by", "not_other"))]
+    asks_who = {q.format(other=o) for c in ("name", "talking_to", "not_ai", "made_by", "not_other")
+                for q in qa_identity.IDENTITY_QUESTIONS[c] for o in qa_identity.OTHER_PEOPLE}
+    who = [r for r in records if r["messages"][0]["content"] in asks_who]
     assert len(who) >= 10, [r["messages"][0]["content"] for r in records]
     for record in who:
         assert identity_verdict(record["messages"][1]["content"], "Paul Graham")["ok"], record
