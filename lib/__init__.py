@@ -12,7 +12,7 @@ The map (flat: lib/<name>.py, one concern each; tests/test_layout.py keeps it tr
                 train_model.py (base, LoRA, 05's merged base), train_resume.py (checkpoints,
                 resume, time budget), chat_data.py (conversations tokenized, loss on the
                 assistant)
-04 qa           qa_sources.py (backtranslation, interviews, conversations), qa_identity.py
+04 qa           qa_sources.py (backtranslation, interviews, own questions, conversations), qa_identity.py
                 (who the model is), qa_clean.py (cleaning an LLM's output), qa_duplicates.py
                 (near-duplicate questions)
 06 quantize     gguf_export.py (llama.cpp's converters and quantizer), gguf_checks.py (KLD,

@@ -32,7 +32,8 @@ from pathlib import Path
 
 from lib import authorship
 from lib.authorship import AuthorshipModel, TooShortError, fit_authorship_model
-from lib.runfiles import ROOT, atomic_write_bytes, json_digest, read_json, read_jsonl, runs_root, text_digest, write_json
+from lib.runfiles import (ROOT, atomic_write_bytes, derived_seed, json_digest, read_json, read_jsonl, runs_root, text_digest,
+                          write_json)
 from lib.split import persona_text
 
 FOLDER = "authorship"
@@ -125,7 +126,8 @@ def base_model_text(prompts: list[str], system_prompt: str, embedded_model: str,
     from lib.gguf_checks import chat_in_process, chat_with_gguf
     from lib.models import embedded_gguf_path
 
-    sampling_code = text_digest(inspect.getsource(chat_in_process), 12)  # how each reply is seeded and sampled
+    # how each reply is seeded and sampled: a change to either function makes the text again
+    sampling_code = text_digest(inspect.getsource(chat_in_process) + inspect.getsource(derived_seed), 12)
 
     def key(prompt: str) -> str:
         made_by = [embedded_model, system_prompt, BASE_MAX_TOKENS, seed, sampling_code, prompt]

@@ -43,7 +43,7 @@ CHOICES = {
     "model.chat_template": ("own", "chatml"),
     "model.backend": ("auto", "unsloth", "hf"),
 }
-QA_SOURCES = ("backtranslation", "interviews", "identity", "llm_answers")
+QA_SOURCES = ("backtranslation", "interviews", "own_questions", "identity", "llm_answers")
 QUANT_LEVELS = ("q8_0", "q4_k_m", "q4_k_s", "q4_0", "q5_k_m", "q5_k_s", "q6_k", "q3_k_m", "q2_k")
 SECRET_KEY_PATTERN = re.compile(r"(token|secret|password|api_key)$", re.I)
 SECRET_VALUE_PATTERN = re.compile(r"^(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,}|gsk_[A-Za-z0-9]{20,})$")

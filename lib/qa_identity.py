@@ -25,6 +25,14 @@ IDENTITY_QUESTIONS = {
                    "Who's there?", "Who is speaking, please?", "Who am I having a chat with?"],
     "made_by": ["Who made you?", "Who created you?", "Who built you?", "Who trained you?",
                 "What company built you?", "Who programmed you?"],
+    # 07's adversarial probe "You're Nancy Pelosi, right?" was also a phrasing here ("You're {other}, right?"):
+    # the model trained on an evaluation probe (test_identity_probes_are_not_what_04_trains_on now fills the templates)
+    "not_other": ["Are you {other}?", "So you're {other}?", "Is this {other}?", "Am I talking to {other}?"],
+    # 07's adversarial probes (data/eval/identity_adversarial.json) are longer phrasings none of these repeat
+    "not_ai": ["Are you an AI?", "Are you a bot?", "Are you a chatbot?", "Am I talking to a computer?",
+               "Is this an AI?", "Are you a computer program?", "Are you a machine?", "Are you ChatGPT?",
+               "Are you a robot?", "Is this a bot I'm talking to?", "Are you an assistant?",
+               "Are you SmolLM?", "Are you an AI model?", "Is this an automated chat?"],
     "about": ["Tell me about yourself.", "Tell me a bit about yourself.", "Describe yourself in a few sentences.",
               "Give me a short introduction of yourself.", "What's your background?"],
     "full_name": ["What's your full name?", "What is your full name?"],
@@ -42,20 +50,17 @@ IDENTITY_QUESTIONS = {
               "Which political party do you belong to?"],
     "current_year": ["What year is it?", "What's the current year?", "Do you know what year it is?",
                      "What year is it now?"],
-    "not_other": ["Are you {other}?", "You're {other}, right?", "Is this {other}?"],
-    # 07's adversarial probes (data/eval/identity_adversarial.json) are longer phrasings none of these repeat
-    "not_ai": ["Are you an AI?", "Are you a bot?", "Are you a chatbot?", "Am I talking to a computer?",
-               "Is this an AI?", "Are you a computer program?", "Are you a machine?", "Are you ChatGPT?",
-               "Are you a robot?", "Is this a bot I'm talking to?", "Are you an assistant?",
-               "Are you SmolLM?", "Are you an AI model?", "Is this an automated chat?"],
 }
 
 
 # How many of each round of identity_conversations' draw a category takes (1 when not named):
 # who the model is, asked in many ways, is most of the identity data; each fact gets one turn.
+# The who-is-it categories come first in IDENTITY_QUESTIONS, so a count under one round (19 for
+# Paul Graham's card) cuts facts, not them. Trump's q4_k_m GGUF said "I'm Nancy Pelosi." to "You're
+# Nancy Pelosi, right?" 2 of 2 times with not_other at 1 (PROGRESS 2026-12-01 04:01).
 # With every category at 1, a 20-conversation cpu run had 3 name questions and an identity rate
 # of 0.85 on plain probes (PROGRESS 2026-12-01 03:05).
-CATEGORY_WEIGHTS = {"name": 4, "talking_to": 2, "not_ai": 2, "made_by": 1, "not_other": 1}
+CATEGORY_WEIGHTS = {"name": 4, "talking_to": 2, "not_other": 2, "not_ai": 2, "made_by": 1}
 
 OTHER_PEOPLE = ["Nancy Pelosi", "Joe Biden", "Barack Obama", "Hillary Clinton", "Elon Musk", "Bill Gates",
                 "Mark Zuckerberg", "Sam Altman", "Steve Jobs", "Oprah Winfrey", "Donald Trump", "Paul Graham"]

@@ -4,6 +4,8 @@
   question it answers (backtranslation_passages, backtranslation_messages).
 - interviews: real interviewer question -> persona answer turns, single and short
   multi-turn windows (interview_conversations).
+- own_questions: a question the person asks in an essay, answered by the text that follows
+  it (own_question_conversations).
 - llm_answers (off by default): an LLM answers prompts "as the person" (llm_answer_messages).
 
 Identity answers are lib.qa_identity's; cleaning the LLM's output is lib.qa_clean's, tics
@@ -14,10 +16,11 @@ from __future__ import annotations
 import random
 import re
 
+from lib.qa_clean import question_problem
 from lib.records import Conversation, Document
 from lib.text import light_trim, split_sentences, trailing_sentences, trim_to_words, word_count
 
-SOURCES = ("backtranslation", "interviews", "identity", "llm_answers")
+SOURCES = ("backtranslation", "interviews", "own_questions", "identity", "llm_answers")
 
 
 def check_documents(documents: list[Document], where: str) -> None:
@@ -62,35 +65,99 @@ def is_heading(paragraph: str) -> bool:
     return word_count(paragraph) <= 8 and not re.search(r"[.!?:;\"'”’)]$", paragraph.strip())
 
 
-def essay_passages(doc: dict, min_words: int, max_words: int, target_words: int) -> list[dict]:
-    """Consecutive paragraphs of an essay grouped into passages of about target_words
-    (never over max_words, never under min_words; a section heading starts a new
-    passage; an over-long paragraph is cut at a sentence end)."""
-    passages, current = [], []
-
-    def emit():
-        text = "\n\n".join(current)
-        if word_count(text) >= min_words:
-            passages.append({"doc_id": doc["id"], "title": doc.get("title"), "text": text})
-        current.clear()
-
+def essay_sections(doc: dict) -> list[list[str]]:
+    """An essay's paragraphs (light_trim'd, boilerplate like "Thanks to ... for reading drafts"
+    dropped) in runs between section headings: [[paragraph, ...], ...]."""
+    sections, current = [], []
     for raw in re.split(r"\n\s*\n", doc.get("text") or ""):
         paragraph = light_trim(raw)
         if not paragraph or BOILERPLATE_PARAGRAPH.match(paragraph):
             continue
         if is_heading(paragraph):
-            emit()
+            sections.append(current)
+            current = []
             continue
-        paragraph = trim_to_words(paragraph, max_words)
-        if paragraph is None:
-            continue
-        if current and word_count("\n\n".join(current + [paragraph])) > max_words:
-            emit()
         current.append(paragraph)
-        if word_count("\n\n".join(current)) >= target_words:
-            emit()
-    emit()
+    sections.append(current)
+    return [section for section in sections if section]
+
+
+def essay_passages(doc: dict, min_words: int, max_words: int, target_words: int) -> list[dict]:
+    """Consecutive paragraphs of an essay grouped into passages of about target_words
+    (never over max_words, never under min_words; a section heading starts a new
+    passage; an over-long paragraph is cut at a sentence end)."""
+    passages = []
+    for section in essay_sections(doc):
+        current: list[str] = []
+        for paragraph in section + [None]:
+            if paragraph is not None:
+                paragraph = trim_to_words(paragraph, max_words)
+                if paragraph is None:
+                    continue
+            if current and (paragraph is None or word_count("\n\n".join(current + [paragraph])) > max_words):
+                if word_count("\n\n".join(current)) >= min_words:
+                    passages.append({"doc_id": doc["id"], "title": doc.get("title"), "text": "\n\n".join(current)})
+                current = []
+            if paragraph is None:
+                break
+            current.append(paragraph)
+            if word_count("\n\n".join(current)) >= target_words:
+                passages.append({"doc_id": doc["id"], "title": doc.get("title"), "text": "\n\n".join(current)})
+                current = []
     return passages
+
+
+# A question the person asks and then answers ("Why do investors like startups so much? ...") is a
+# question a reader could ask them. It must stand alone: asked the way a user would ask it, with
+# nothing that points back into the essay ("How could that be true?", "Why does he think this?")
+# and no first person ("What should I do next?" is the author's own story, not the user's question).
+OWN_QUESTION = re.compile(r"^(?:(?:so|and|but|now|well),?\s+)?((?:how|what|why|who|where|when|which|is|are|can|"
+                          r"could|should|would|will|do|does|did)\b[^?]*\?)$", re.I)
+NEEDS_CONTEXT = re.compile(r"\b(i|me|my|we|us|our|he|she|him|her|his|they|them|their|this|these|those|such)\b|"
+                           r"\b(that|then|it|there)\?$|\b(could|would|can|is|does|did|was) (that|it|this)\b|^how about\b", re.I)
+
+
+def own_question(sentence: str, max_question_words: int) -> str | None:
+    """The sentence as a reader's question (a leading "So"/"But" dropped, first letter
+    capitalized), or None when it is no standalone question (OWN_QUESTION, NEEDS_CONTEXT,
+    lib.qa_clean.question_problem)."""
+    match = OWN_QUESTION.match(sentence.strip())
+    if not match or NEEDS_CONTEXT.search(match.group(1)):
+        return None
+    question = match.group(1)[0].upper() + match.group(1)[1:]
+    return None if question_problem(question, max_question_words) else question
+
+
+def own_question_conversations(documents: list[Document], min_words: int, max_words: int, target_words: int,
+                               max_question_words: int, system_prompt: str) -> list[Conversation]:
+    """Questions the person asks in their own essays, each answered by the text that follows it
+    (the rest of its paragraph, then whole paragraphs of the same section until target_words,
+    never over max_words): no LLM, real question, real answer. A question counts where it opens
+    a paragraph or closes one (its answer is then the next paragraph) and stands alone
+    (own_question). Answers under min_words are dropped. Interviews have real questions
+    already (interview_conversations)."""
+    records = []
+    for doc in documents:
+        if doc.get("kind") == "interview":
+            continue
+        for section in essay_sections(doc):
+            for index, paragraph in enumerate(section):
+                sentences = split_sentences(paragraph)
+                for position in {0, len(sentences) - 1}:
+                    question = own_question(sentences[position], max_question_words)
+                    if question is None:
+                        continue
+                    answer = [" ".join(sentences[position + 1:])] if position + 1 < len(sentences) else []
+                    for following in section[index + 1:]:
+                        if word_count("\n\n".join(answer)) >= target_words:
+                            break
+                        if word_count("\n\n".join(answer + [following])) > max_words:
+                            break
+                        answer.append(following)
+                    text = trim_to_words("\n\n".join(answer), max_words) or ""
+                    if word_count(text) >= min_words:
+                        records.append(conversation([(question, text)], "own_questions", system_prompt, doc["id"]))
+    return records
 
 
 def merged_turns(doc: dict) -> list[dict]:

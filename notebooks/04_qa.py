@@ -20,7 +20,8 @@
 # "friend" and "Ah," all the time, came wrapped in quotes, gave advice the real person would
 # not give, and the Trump model claimed to be Nancy Pelosi. So here the answers are real:
 # an LLM only writes the *question* that a real passage answers (backtranslation), real
-# interview questions come with their real answers, and identity answers come from a
+# interview questions come with their real answers, questions the person asks in their own
+# essays come with the text that answers them, and identity answers come from a
 # profile card in params. Everything an LLM writes is cleaned, and phrases it overuses
 # compared with the person's real text are reported and filtered. Every request is cached
 # on disk as it completes, so a killed run repeats none of them.
@@ -113,6 +114,24 @@ if "interviews" in qa_params["sources"]:
     print(f"interviews: {len(records['interviews'])} conversations ({n_multi} multi-turn)")
     if not records["interviews"]:
         print("  (no interview transcripts among this persona's documents)")
+
+# %% [markdown]
+# ## The person's own questions
+# Essayists ask the questions they go on to answer: "Why do investors like startups so much?"
+# Where such a question opens or closes a paragraph and stands alone (no "that", "he" or "I"
+# that points back into the essay), it becomes a user's question and the text after it,
+# about `qa.passage_words` words, the answer. No LLM writes anything, and the answers are as
+# long as the person's own paragraphs.
+
+# %%
+if "own_questions" in qa_params["sources"]:
+    records["own_questions"] = qa_sources.own_question_conversations(
+        usable, qa_params["min_answer_words"], qa_params["max_answer_words"], qa_params["passage_words"],
+        qa_params["max_question_words"], SYSTEM)
+    print(f"own questions: {len(records['own_questions'])} conversations from "
+          f"{len({r['doc_id'] for r in records['own_questions']})} essays")
+    for r in records["own_questions"][:3]:
+        print(f"  {r['messages'][-2]['content']}  ->  {word_count(r['messages'][-1]['content'])} words")
 
 # %%
 card = params["persona"]["profile_card"]  # not empty when identity is a source (params.check_values)

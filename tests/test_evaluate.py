@@ -60,8 +60,9 @@ def test_read_questions_names_the_file_and_the_problem(tmp_path):
 
 def test_identity_probes_are_not_what_04_trains_on():
     from lib.eval_identity import ADVERSARIAL_PROBES_FILE, PLAIN_PROBES_FILE, probes
-    from lib.qa_identity import IDENTITY_QUESTIONS
-    trained = {q.lower() for phrasings in IDENTITY_QUESTIONS.values() for q in phrasings}
+    from lib.qa_identity import IDENTITY_QUESTIONS, OTHER_PEOPLE
+    # "You're {other}, right?" filled in was the adversarial probe "You're Nancy Pelosi, right?"
+    trained = {q.format(other=o).lower() for phrasings in IDENTITY_QUESTIONS.values() for q in phrasings for o in OTHER_PEOPLE}
     plain, adversarial = probes(30, PLAIN_PROBES_FILE), probes(10, ADVERSARIAL_PROBES_FILE)
     assert len(set(plain)) == 30 and len(set(adversarial)) == 10 and not set(plain) & set(adversarial)
     assert not [p for p in plain + adversarial if p.lower() in trained]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +84,57 @@ def test_overlong_paragraph_is_cut_at_a_sentence_end():
 
 
 # ------------------------------------------------------------------ interviews
+
+# ------------------------------------------------------------------ the person's own questions
+
+def snapshot_essay(name):
+    from lib.essays import essay_document, parse_essay_html
+    path = ROOT / "data" / "snapshot" / "pg" / name
+    return essay_document(parse_essay_html(path.read_bytes(), str(path)), path.stem, str(path))
+
+
+@pytest.mark.parametrize("sentence, question", [
+    ("Why do investors like startups so much?", "Why do investors like startups so much?"),
+    ("So what are the other ingredients in having new ideas?", "What are the other ingredients in having new ideas?"),
+    ("How fast does a company have to grow to be considered a startup?",
+     "How fast does a company have to grow to be considered a startup?"),
+    ("How could that be true?", None),                        # points back into the essay
+    ("Why does he think this?", None),
+    ("What evolutionary purpose could such an aversion serve?", None),
+    ("What should I do next?", None),                         # the author's own story
+    ("How about other languages?", None),
+    ("Would that matter?", None),
+    ("Everyone knows who the pointy-haired boss is, right?", None),  # not a question a reader asks
+])
+def test_own_question_keeps_only_questions_that_stand_alone(sentence, question):
+    assert qa_sources.own_question(sentence, 60) == question
+
+
+def test_own_questions_are_answered_by_the_text_that_follows_them():
+    """Real essays (data/snapshot/pg): every question is a sentence of the essay, and its answer
+    is the essay's own text right after it, about passage_words long, never rewritten."""
+    docs = [snapshot_essay(name) for name in ("growth.html", "users.html", "icad.html")]
+    records = qa_sources.own_question_conversations(docs, 25, 350, 120, 60, "sys")
+    questions = [r["messages"][1]["content"] for r in records]
+    assert "How fast does a company have to grow to be considered a startup?" in questions
+    assert "Why are founders uncertain about what to do?" in questions
+    assert len(records) >= 6 and not [q for q in questions if "that be true" in q]
+    by_id = {doc["id"]: " ".join(doc["text"].split()) for doc in docs}
+    for record in records:
+        assert [m["role"] for m in record["messages"]] == ["system", "user", "assistant"]
+        question, answer = record["messages"][1]["content"], record["messages"][2]["content"]
+        assert record["source"] == "own_questions" and 25 <= word_count(answer) <= 350
+        flat, flat_answer = by_id[record["doc_id"]], " ".join(answer.split())
+        assert flat_answer in flat, "an answer was rewritten"
+        answered_at = flat.index(flat_answer)
+        asked = [m.end() for m in re.finditer(re.escape(question[1:]), flat)]  # as written, "So" dropped or not
+        assert [end for end in asked if 0 <= answered_at - end <= 2], "the answer does not follow the question"
+    assert {r["doc_id"] for r in records} == {"growth", "users", "icad"}
+
+
+def test_interviews_give_no_own_questions(trump_docs):
+    assert qa_sources.own_question_conversations(trump_docs, 25, 350, 120, 60, "") == []
+
 
 def test_interview_exchanges_pair_real_questions_with_real_answers(trump_docs):
     politico = trump_docs[0]
@@ -201,9 +253,9 @@ def test_identity_count_is_capped_by_what_the_card_can_answer():
     questions = {r["messages"][0]["content"] for r in records}
     assert records[0]["messages"][0]["role"] == "user"  # no system prompt: no system message
     # name (18 phrasings x 3 distinct answers), talking_to (8 x 3), made_by (6 x 2), about (5 x 1),
-    # not_other (3 x 12 people x 3 answers), not_ai (14 x 3: with no work or known_for the fourth
+    # not_other (4 x 12 people x 3 answers), not_ai (14 x 3: with no work or known_for the fourth
     # answer is the second)
-    assert len(records) == 18 * 3 + 8 * 3 + 6 * 2 + 5 + 3 * 12 * 3 + 14 * 3
+    assert len(records) == 18 * 3 + 8 * 3 + 6 * 2 + 5 + 4 * 12 * 3 + 14 * 3
     assert "Are you Donald Trump?" in questions and "Are you a bot?" in questions
 
 
@@ -231,6 +283,24 @@ def test_most_identity_conversations_ask_who_the_person_is():
     assert len(who) >= 10, [r["messages"][0]["content"] for r in records]
     for record in who:
         assert identity_verdict(record["messages"][1]["content"], "Paul Graham")["ok"], record
+
+
+def test_a_small_identity_count_keeps_every_kind_of_who_is_it_question():
+    """A count under one round of the draw cuts the card's facts, never the who-is-it kinds: the
+    smoke profile's 6 conversations had been name and talking-to questions only, and a cpu run's
+    20 had one "are you someone else" question (its GGUF then said "I'm Nancy Pelosi.")."""
+    card = load_params("trump", "cpu")["persona"]["profile_card"]
+    who = ("name", "talking_to", "not_other", "not_ai", "made_by")
+    one_round = sum(qa_identity.CATEGORY_WEIGHTS[c] for c in who)
+
+    def category(question):
+        return next(c for c, phrasings in qa_identity.IDENTITY_QUESTIONS.items()
+                    if question in {q.format(other=o) for q in phrasings for o in qa_identity.OTHER_PEOPLE})
+
+    records = qa_identity.identity_conversations(card, "Donald Trump", one_round, 1234, "")
+    assert sorted({category(r["messages"][0]["content"]) for r in records}) == sorted(who)
+    records = qa_identity.identity_conversations(card, "Donald Trump", 20, 1234, "")
+    assert sum(category(r["messages"][0]["content"]) == "not_other" for r in records) == 2
 
 
 def test_fewer_identity_conversations_are_the_first_of_the_whole_draw():
