@@ -4,8 +4,10 @@ The person's real answers are, for interviews, their answers to real questions i
 held-out interviews (lib.qa_sources.interview_exchanges, any length); for essays, the held-out
 essays cut into 04's passages (lib.qa_sources.essay_passages with the qa params), the unit of text
 the chat model is taught to answer with. A system's answers are those to the fixed and the
-held-out questions (tasks "questions" and "knowledge"), not the identity probes
-or the title round trip. Lengths are words (whitespace-separated). The distance between two
+held-out questions (tasks "questions" and "knowledge"), not the identity probes,
+the title round trip, or a fixed question that 04 asks as an identity question ("Who are
+you?" is one of PG's original five: its answer is a name, not a passage;
+lib.qa_identity.asks_identity). Lengths are words (whitespace-separated). The distance between two
 length distributions is the two-sample Kolmogorov-Smirnov statistic (scipy.stats.ks_2samp):
 0 when they match, 1 when every answer of one is shorter than every answer of the other.
 """
@@ -13,14 +15,17 @@ from __future__ import annotations
 
 from scipy.stats import ks_2samp
 
+from lib.qa_identity import asks_identity
 from lib.qa_sources import essay_passages, interview_exchanges
 
 ANSWER_TASKS = ("questions", "knowledge")
 
 
 def answer_lengths(records: list[dict], tasks=ANSWER_TASKS) -> list[int]:
-    """Word counts of a system's answers to the given tasks."""
-    return [len(r["answer"].split()) for r in records if r["task"] in tasks]
+    """Word counts of a system's answers to the given tasks, leaving out answers to identity
+    questions (asks_identity on the record's "question")."""
+    return [len(r["answer"].split()) for r in records
+            if r["task"] in tasks and not asks_identity(r.get("question") or "")]
 
 
 def person_answer_lengths(heldout_docs: list[dict], qa_params: dict) -> list[int]:

@@ -56,12 +56,14 @@ def find_quant(quant_dir: Path, level: str) -> Path:
     return found[0]
 
 
-def find_systems(completion_dir: Path, chat_dir: Path, quant_dir: Path, gguf_levels: list[str]) -> list[System]:
+def find_systems(completion_dir: Path, chat_dir: Path, quant_dir: Path, gguf_levels: list[str],
+                 completion: bool = True) -> list[System]:
     """The systems of a finished chain, from the folders of 03, 05 and 06. The chat model is
     05's base/ (the base with 03's adapter merged in 16 bit) + 05's adapter/, as 05 trained it.
-    The completion model answers with the first seed only."""
-    completion, chat, chat_base = Path(completion_dir) / "adapter", Path(chat_dir) / "adapter", Path(chat_dir) / "base"
-    for adapter in (completion, chat):
+    The completion model answers with the first seed only, and not at all with completion=False
+    (evaluate.completion_system)."""
+    completion_adapter, chat, chat_base = Path(completion_dir) / "adapter", Path(chat_dir) / "adapter", Path(chat_dir) / "base"
+    for adapter in (completion_adapter, chat):
         if not (adapter / "adapter_config.json").is_file():
             raise FileNotFoundError(f"{adapter}: no LoRA adapter (adapter_config.json); run its stage first")
     if not (chat_base / "config.json").is_file():
@@ -69,7 +71,9 @@ def find_systems(completion_dir: Path, chat_dir: Path, quant_dir: Path, gguf_lev
     chat_system = {"adapters": [chat], "base": str(chat_base)}
     # the completion model is a step on the way, not what users run: one seed (its 200-token answers
     # took 190 of 07's 480 s of answers on the cpu profile with two)
-    systems = [System(BASELINE), System("completion", [completion], writes_from_headers=True, max_seeds=1),
-               System("chat", **chat_system)]
+    systems = [System(BASELINE)]
+    if completion:
+        systems.append(System("completion", [completion_adapter], writes_from_headers=True, max_seeds=1))
+    systems.append(System("chat", **chat_system))
     systems += [System(f"gguf_{level}", gguf=find_quant(quant_dir, level), **chat_system) for level in gguf_levels]
     return systems

@@ -66,6 +66,10 @@ OTHER_PEOPLE = ["Nancy Pelosi", "Joe Biden", "Barack Obama", "Hillary Clinton", 
                 "Mark Zuckerberg", "Sam Altman", "Steve Jobs", "Oprah Winfrey", "Donald Trump", "Paul Graham"]
 
 
+IDENTITY_PHRASINGS = frozenset(q.format(other=o).lower() for phrasings in IDENTITY_QUESTIONS.values()
+                               for q in phrasings for o in OTHER_PEOPLE)
+
+
 MONTH_START = re.compile(r"^(january|february|march|april|may|june|july|august|september|october|"
                          r"november|december)\b", re.I)
 
@@ -174,6 +178,12 @@ def identity_conversations(card: dict, name: str, count: int, seed: int, system_
                     q, a = pools[category].pop(0)
                     records.append(conversation([(q, a)], "identity", system_prompt))
     return records
+
+
+def asks_identity(question: str) -> bool:
+    """Whether `question` is one of IDENTITY_QUESTIONS' phrasings (templates filled with each of
+    OTHER_PEOPLE), ignoring case and surrounding space."""
+    return question.strip().lower() in IDENTITY_PHRASINGS
 
 
 def unused_card_keys(card: dict) -> list[str]:

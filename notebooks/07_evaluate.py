@@ -88,7 +88,8 @@ stage_metrics = {stage: read_json(require_stage(persona, stage) / "metrics.json"
                  for stage in ("02_split", "03_completion", "04_qa", "05_chat", "06_quantize")}
 systems = eval_systems.find_systems(stage_dir(persona, "03_completion", create=False),
                                     stage_dir(persona, "05_chat", create=False),
-                                    stage_dir(persona, "06_quantize", create=False), eval_params["gguf_levels"])
+                                    stage_dir(persona, "06_quantize", create=False), eval_params["gguf_levels"],
+                                    completion=eval_params["completion_system"])
 print(f"{len(train_docs)} training documents, {len(heldout_docs)} held out: "
       + ", ".join(repr(d["title"]) for d in heldout_docs))
 for system in systems:

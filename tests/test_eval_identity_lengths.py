@@ -69,7 +69,8 @@ def test_length_distance_and_table():
     assert length_distance(person, person) == 0.0
     assert 0 < length_distance([30, 60, 90, 120], person) < 1
     answers = {"chat": [{"task": "questions", "answer": "word " * n} for n in one_liners]
-                       + [{"task": "identity", "answer": "I'm Paul Graham."}]}
+                       + [{"task": "identity", "answer": "I'm Paul Graham."}]
+                       + [{"task": "questions", "question": " Who are you?", "answer": "I'm Paul Graham."}]}
     table = length_table(answers, person)
     assert table["chat"]["n"] == 5 and table["chat"]["ks_to_person"] == 1.0 and table["person"]["median"] == 100
     text = lengths_markdown(table, 120)
