@@ -61,7 +61,7 @@ IDENTITY_QUESTIONS = {
 # With every category at 1, a 20-conversation cpu run had 3 name questions and an identity rate
 # of 0.85 on plain probes (PROGRESS 2026-12-01 03:05). With not_other and made_by at 2 and 1, PG's
 # chat model still said "Nancy Pelosi." to "You're Nancy Pelosi, right?" and "I wrote the YC blog."
-# to "Which company made you?" (PROGRESS 2026-12-01 06:36).
+# to "Which company made you?" (PROGRESS 2026-12-01 06:47).
 CATEGORY_WEIGHTS = {"name": 4, "talking_to": 2, "not_other": 3, "not_ai": 2, "made_by": 2}
 
 OTHER_PEOPLE = ["Nancy Pelosi", "Joe Biden", "Barack Obama", "Hillary Clinton", "Elon Musk", "Bill Gates",

@@ -145,6 +145,8 @@ def test_find_systems(tmp_path):
     assert systems[1].adapters == [completion / "adapter"] and systems[1].writes_from_headers
     assert systems[2].adapters == [chat / "adapter"] and systems[2].base_model("embedded:x") == str(chat / "base")
     assert systems[4].gguf == quant / "pg-q4_k_m.gguf" and systems[4].base == str(chat / "base")
+    without = eval_systems.find_systems(completion, chat, quant, ["q4_k_m"], completion=False)  # the cpu profile
+    assert [s.name for s in without] == [BASELINE, "chat", "gguf_q4_k_m"]
     (chat / "adapter" / "adapter_config.json").unlink()
     with pytest.raises(FileNotFoundError, match="05_chat/adapter: no LoRA adapter"):
         eval_systems.find_systems(completion, chat, quant, ["f16"])
