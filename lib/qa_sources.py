@@ -87,23 +87,26 @@ def essay_passages(doc: dict, min_words: int, max_words: int, target_words: int)
     (never over max_words, never under min_words; a section heading starts a new
     passage; an over-long paragraph is cut at a sentence end)."""
     passages = []
+
+    def keep(paragraphs: list[str]) -> None:
+        text = "\n\n".join(paragraphs)
+        if paragraphs and word_count(text) >= min_words:
+            passages.append({"doc_id": doc["id"], "title": doc.get("title"), "text": text})
+
     for section in essay_sections(doc):
         current: list[str] = []
-        for paragraph in section + [None]:
-            if paragraph is not None:
-                paragraph = trim_to_words(paragraph, max_words)
-                if paragraph is None:
-                    continue
-            if current and (paragraph is None or word_count("\n\n".join(current + [paragraph])) > max_words):
-                if word_count("\n\n".join(current)) >= min_words:
-                    passages.append({"doc_id": doc["id"], "title": doc.get("title"), "text": "\n\n".join(current)})
-                current = []
+        for paragraph in section:
+            paragraph = trim_to_words(paragraph, max_words)
             if paragraph is None:
-                break
+                continue
+            if current and word_count("\n\n".join(current + [paragraph])) > max_words:
+                keep(current)
+                current = []
             current.append(paragraph)
             if word_count("\n\n".join(current)) >= target_words:
-                passages.append({"doc_id": doc["id"], "title": doc.get("title"), "text": "\n\n".join(current)})
+                keep(current)
                 current = []
+        keep(current)
     return passages
 
 
@@ -143,7 +146,7 @@ def own_question_conversations(documents: list[Document], min_words: int, max_wo
         for section in essay_sections(doc):
             for index, paragraph in enumerate(section):
                 sentences = split_sentences(paragraph)
-                for position in {0, len(sentences) - 1}:
+                for position in sorted({0, len(sentences) - 1}):  # opens or closes the paragraph
                     question = own_question(sentences[position], max_question_words)
                     if question is None:
                         continue

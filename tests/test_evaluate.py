@@ -60,12 +60,11 @@ def test_read_questions_names_the_file_and_the_problem(tmp_path):
 
 def test_identity_probes_are_not_what_04_trains_on():
     from lib.eval_identity import ADVERSARIAL_PROBES_FILE, PLAIN_PROBES_FILE, probes
-    from lib.qa_identity import IDENTITY_QUESTIONS, OTHER_PEOPLE
-    # "You're {other}, right?" filled in was the adversarial probe "You're Nancy Pelosi, right?"
-    trained = {q.format(other=o).lower() for phrasings in IDENTITY_QUESTIONS.values() for q in phrasings for o in OTHER_PEOPLE}
+    from lib.qa_identity import asks_identity
     plain, adversarial = probes(30, PLAIN_PROBES_FILE), probes(10, ADVERSARIAL_PROBES_FILE)
     assert len(set(plain)) == 30 and len(set(adversarial)) == 10 and not set(plain) & set(adversarial)
-    assert not [p for p in plain + adversarial if p.lower() in trained]
+    # templates filled in: "You're {other}, right?" had been the adversarial probe "You're Nancy Pelosi, right?"
+    assert not [p for p in plain + adversarial if asks_identity(p)]
     with pytest.raises(ValueError, match="identity_probes.json: 31 probes asked for, but the file has 30"):
         probes(31, PLAIN_PROBES_FILE)
 

@@ -83,8 +83,6 @@ def test_overlong_paragraph_is_cut_at_a_sentence_end():
     assert passages[0]["text"].endswith("in it.")
 
 
-# ------------------------------------------------------------------ interviews
-
 # ------------------------------------------------------------------ the person's own questions
 
 def snapshot_essay(name):
@@ -135,6 +133,8 @@ def test_own_questions_are_answered_by_the_text_that_follows_them():
 def test_interviews_give_no_own_questions(trump_docs):
     assert qa_sources.own_question_conversations(trump_docs, 25, 350, 120, 60, "") == []
 
+
+# ------------------------------------------------------------------ interviews
 
 def test_interview_exchanges_pair_real_questions_with_real_answers(trump_docs):
     politico = trump_docs[0]
